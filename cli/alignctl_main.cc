@@ -1,9 +1,26 @@
-// Placeholder entry point; the real one grows in its own issue.
+// alignctl: the command-line client and local tools. Verbs live in cli/commands/.
 #include <cstdio>
+#include <string>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/commands/commands.h"
 #include "common/version.h"
 
 int main(int argc, char** argv) {
-  std::printf("%s %s\n", argv[0], align::kEngineVersion);
-  return 0;
+  CLI::App app{"alignctl: run and inspect LLM alignment pipelines (SFT, DPO, reward models, eval)"};
+  app.set_version_flag("--version", std::string("alignctl ") + align::kEngineVersion);
+  app.require_subcommand(1);
+  align::cli::RegisterValidateCommand(app);
+  align::cli::RegisterTokenizerCommands(app);
+  align::cli::RegisterGenerateCommand(app);
+  align::cli::RegisterDataCommands(app);
+  align::cli::RegisterClientCommands(app);
+  align::cli::RegisterLocalCommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return align::cli::ExitCode();
 }

@@ -1,0 +1,7 @@
+#include "cli/commands/commands.h"
+
+namespace align::cli {
+
+void RegisterLocalCommands(CLI::App& app) {}
+
+}  // namespace align::cli
