@@ -4,6 +4,8 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 pkg_check_modules(SENTENCEPIECE IMPORTED_TARGET sentencepiece)
+# Unicode normalization (NFC/NFKC) for tokenizers: utf8proc is far smaller than ICU.
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 find_package(ZLIB REQUIRED)
 find_package(absl REQUIRED)
 

@@ -9,7 +9,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 prometheus-cpp-dev
-  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libsentencepiece-dev zlib1g-dev
+  libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libsentencepiece-dev libutf8proc-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 if [[ "${1:-}" == "--with-extras" ]]; then
