@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,10 @@ class Tokenizer {
   //! as added tokens (as Hugging Face does); `add_special_tokens` only controls the
   //! post-processor (BOS/EOS the tokenizer adds around the text).
   std::vector<int32_t> Encode(absl::string_view text, bool add_special_tokens) const;
+  //! Encode, also giving each token's byte range [first, second) in `text` (special tokens the
+  //! post-processor adds get an empty range). Used to map template spans onto tokens.
+  std::vector<int32_t> EncodeWithOffsets(absl::string_view text, bool add_special_tokens,
+                                         std::vector<std::pair<uint32_t, uint32_t>>* offsets) const;
 
   //! Encodes many texts on up to `threads` threads (<= 0: hardware concurrency). Output order
   //! matches input order; results equal Encode() on each text.

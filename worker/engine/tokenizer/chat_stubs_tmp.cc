@@ -7,32 +7,6 @@
 
 namespace align::engine {
 
-class TokenizerBackend {};
-
-Tokenizer::Tokenizer() = default;
-Tokenizer::~Tokenizer() = default;
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& dir_or_file) {
-  return absl::UnimplementedError("tokenizer: not implemented yet");
-}
-std::vector<int32_t> Tokenizer::Encode(absl::string_view, bool) const { return {}; }
-std::vector<std::vector<int32_t>> Tokenizer::EncodeBatch(const std::vector<std::string>& texts,
-                                                         bool, int) const {
-  return std::vector<std::vector<int32_t>>(texts.size());
-}
-std::string Tokenizer::Decode(const std::vector<int32_t>&, bool) const { return ""; }
-std::optional<std::string> Tokenizer::IdToToken(int32_t) const { return std::nullopt; }
-std::optional<int32_t> Tokenizer::TokenToId(absl::string_view) const { return std::nullopt; }
-int32_t Tokenizer::VocabSize() const { return 0; }
-bool Tokenizer::IsSpecial(int32_t) const { return false; }
-bool Tokenizer::add_bos_token() const { return false; }
-bool Tokenizer::add_eos_token() const { return false; }
-std::optional<std::string> Tokenizer::named_chat_template(const std::string&) const {
-  return std::nullopt;
-}
-absl::Status Tokenizer::SaveTo(const std::string&) const {
-  return absl::UnimplementedError("tokenizer: not implemented yet");
-}
-
 namespace jinja {
 struct Program {};
 }  // namespace jinja
@@ -81,3 +55,4 @@ absl::StatusOr<PromptCompletionIds> EncodePromptCompletion(const Tokenizer&, con
 }
 
 }  // namespace align::engine
+
