@@ -524,13 +524,21 @@ class Validator {
       const std::string path = absl::StrCat(base, ".gates[", key, "]");
       const std::string& value = c.gates().at(key);
       const std::vector<std::string> parts = absl::StrSplit(key, '.');
-      if (parts.size() < 2 || parts[0].empty() || parts[1].empty()) {
-        Error(path, absl::StrCat("gate \"", key, "\": expected <suite>.<metric>[.<model>], e.g. "
+      bool names_suite = false;
+      bool empty_part = false;
+      for (const std::string& part : parts) {
+        names_suite |= suites.contains(part);
+        empty_part |= part.empty();
+      }
+      // The engine reads a gate key as a dotted path into the results' scores; whatever the
+      // layout (suite.metric, suite.metric.model, model.suite.metric), it names a suite.
+      if (parts.size() < 2 || empty_part) {
+        Error(path, absl::StrCat("gate \"", key, "\": expected a dotted score path such as "
                                  "mmlu.acc"));
-      } else if (!suites.contains(parts[0])) {
+      } else if (!names_suite) {
         std::vector<std::string> listed(c.suites().begin(), c.suites().end());
-        Error(path, absl::StrCat("gate \"", key, "\" is on suite \"", parts[0],
-                                 "\", which this stage does not run; expected one of: ",
+        Error(path, absl::StrCat("gate \"", key, "\" names no suite this stage runs; expected a "
+                                 "score path starting with one of: ",
                                  absl::StrJoin(listed, ", "), DidYouMean(parts[0], listed)));
       }
       std::string op;

@@ -427,8 +427,8 @@ std::vector<BadCase> BadCases() {
       {"gate_missing_number", WithEval("        gates: {mmlu.acc: \">=\"}\n"),
        "p.yaml:28:27: spec.stages[3].config.gates[mmlu.acc]: bad gate \">=\""},
       {"gate_on_suite_not_run", WithEval("        gates: {truthfulqa.mc2: \">= 0.3\"}\n"),
-       "p.yaml:28:33: spec.stages[3].config.gates[truthfulqa.mc2]: gate \"truthfulqa.mc2\" is on "
-       "suite \"truthfulqa\", which this stage does not run; expected one of: mmlu, "
+       "p.yaml:28:33: spec.stages[3].config.gates[truthfulqa.mc2]: gate \"truthfulqa.mc2\" names no "
+       "suite this stage runs; expected a score path starting with one of: mmlu, "
        "preference_accuracy"},
       {"unknown_suite", WithEval("        mmlu_shots: 3\n").replace(
            WithEval("").find("preference_accuracy"), 19, "truthfulq"),
