@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include "absl/container/flat_hash_map.h"
@@ -576,6 +578,67 @@ class Converter {
   int depth_ = 0;
 };
 
+// Streams parser events (no tree is built) and counts nodes as they would be with aliases
+// expanded, stopping as soon as the budget or the depth limit is exceeded: an alias bomb or a
+// multi-megabyte list is refused after reading a few hundred kilobytes, before yaml-cpp builds a
+// node graph for it (which would take seconds and hundreds of MB).
+class NodeBudget final : public YAML::EventHandler {
+ public:
+  struct Exceeded {
+    bool depth;  // nesting, rather than node count
+  };
+
+  explicit NodeBudget(int64_t budget) : budget_(budget) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t anchor) override { Leaf(anchor); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t anchor) override {
+    auto it = sizes_.find(anchor);
+    Add(it == sizes_.end() ? 1 : it->second);
+  }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                const std::string&) override {
+    Leaf(anchor);
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  void Add(int64_t n) {
+    total_ += n;
+    if (total_ > budget_) throw Exceeded{false};
+  }
+  void Leaf(YAML::anchor_t anchor) {
+    Add(1);
+    if (anchor != YAML::NullAnchor) sizes_[anchor] = 1;
+  }
+  void Open(YAML::anchor_t anchor) {
+    Add(1);
+    open_.push_back({anchor, total_ - 1});
+    if (static_cast<int>(open_.size()) > kMaxDepth) throw Exceeded{true};
+  }
+  void Close() {
+    if (open_.empty()) return;
+    const auto [anchor, start] = open_.back();
+    open_.pop_back();
+    if (anchor != YAML::NullAnchor) sizes_[anchor] = total_ - start;
+  }
+
+  int64_t budget_;
+  int64_t total_ = 0;
+  std::vector<std::pair<YAML::anchor_t, int64_t>> open_;  // open collections: anchor, total at start
+  absl::flat_hash_map<YAML::anchor_t, int64_t> sizes_;   // anchor -> expanded size
+};
+
 // Counts nodes with aliases expanded; false once `*budget` is exhausted or nesting is too deep.
 bool CountNodes(const YAML::Node& node, int depth, int* budget) {
   if (--*budget < 0 || depth > kMaxDepth) return false;
@@ -713,7 +776,13 @@ void ApplyOverride(YAML::Node root, const std::string& argument, Converter* conv
         converter->AddOverrideNode(value, argument);
         return;
       }
-      if (index == current.size()) return fail(path, absl::StrCat("index ", index, " is past the end of ", ypath));
+      if (index == current.size()) {  // one past the end: a new element
+        YAML::Node created(YAML::NodeType::Map);
+        current.push_back(created);
+        converter->AddOverrideNode(created, argument);
+        current.reset(created);
+        continue;
+      }
       YAML::Node child = current[index];
       current.reset(child);
       continue;
@@ -757,9 +826,25 @@ std::vector<ConfigError> ParsePipelineYamlWithErrors(absl::string_view yaml_text
   size_t bad_utf8 = 0;
   const bool utf8_ok = internal::IsValidUtf8(yaml_text, &bad_utf8);
 
+  const std::string bomb_message =
+      absl::StrCat("the document expands to more than ", kMaxYamlNodes,
+                   " nodes (aliases expanded); a pipeline spec is far smaller (YAML alias bomb?)");
+  const std::string depth_message =
+      absl::StrCat("the document nests deeper than ", kMaxDepth,
+                   " levels; a pipeline spec is far shallower");
   std::vector<YAML::Node> documents;
   try {
+    {
+      std::istringstream stream{std::string(yaml_text)};
+      YAML::Parser parser(stream);
+      NodeBudget budget(kMaxYamlNodes);
+      while (parser.HandleNextDocument(budget)) {
+      }
+    }
     documents = YAML::LoadAll(std::string(yaml_text));
+  } catch (const NodeBudget::Exceeded& e) {
+    whole_file_error(0, 0, e.depth ? depth_message : bomb_message);
+    return errors;
   } catch (const YAML::Exception& e) {
     const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
     const int column = e.mark.column >= 0 ? e.mark.column + 1 : 0;
@@ -773,11 +858,8 @@ std::vector<ConfigError> ParsePipelineYamlWithErrors(absl::string_view yaml_text
   }
   YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
   int budget = kMaxYamlNodes;
-  if (!CountNodes(root, 0, &budget)) {
-    whole_file_error(0, 0,
-                     absl::StrCat("the document expands to more than ", kMaxYamlNodes,
-                                  " nodes (aliases expanded) or nests deeper than ", kMaxDepth,
-                                  " levels; a pipeline spec is far smaller (YAML alias bomb?)"));
+  if (!CountNodes(root, 0, &budget)) {  // the event pass should have caught it; belt and braces
+    whole_file_error(0, 0, bomb_message);
     return errors;
   }
 

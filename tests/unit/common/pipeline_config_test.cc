@@ -222,6 +222,46 @@ TEST(PipelineYaml, OverridesApplyByStageName) {
   EXPECT_THAT(spec.stages(2).depends_on(), ElementsAre("sft", "prefs"));
 }
 
+TEST(PipelineYaml, OverridesTakeYamlValuesAndCreateElements) {
+  ASSERT_OK_AND_ASSIGN(
+      PipelineSpec spec,
+      ParsePipelineYaml(kGood, "p.yaml",
+                        {"metadata.labels.team=research",
+                         "stages.sft.data.1.path=data://datasets/oasst/en_100_message.jsonl",
+                         "stages.sft.data.0.max_examples=10",
+                         "spec.stages.dpo.config={beta: 0.2, label_smoothing: 0.1}",
+                         "stages.dpo.training.max_length=\"128\""}));
+  EXPECT_EQ(spec.metadata().labels().at("team"), "research");
+  ASSERT_EQ(spec.stages(0).data_size(), 2);  // index == size appends
+  EXPECT_EQ(spec.stages(0).data(1).path(), "data://datasets/oasst/en_100_message.jsonl");
+  EXPECT_EQ(spec.stages(0).data(0).max_examples(), 10);
+  EXPECT_DOUBLE_EQ(spec.stages(2).dpo().beta(), 0.2);
+  EXPECT_DOUBLE_EQ(spec.stages(2).dpo().label_smoothing(), 0.1);
+  EXPECT_EQ(spec.stages(2).training().max_length(), 128);
+  EXPECT_THAT(ErrorLines(kGood, {"stages.sft.data.5.path=x"}),
+              ElementsAre("--set stages.sft.data.5.path=x: stages.sft.data.5.path: \"5\" is not an "
+                          "index of spec.stages[0].data (it has 1 elements)"));
+}
+
+TEST(PipelineYaml, MutatedInputsNeverCrash) {
+  // Every truncation and a sweep of byte substitutions: each must parse or fail cleanly.
+  const std::string base = kGood;
+  int failures = 0;
+  for (size_t n = 0; n < base.size(); ++n) {
+    PipelineSpec spec;
+    failures += ParsePipelineYamlWithErrors(base.substr(0, n), "p.yaml", {}, &spec).empty() ? 0 : 1;
+  }
+  for (size_t i = 0; i < base.size(); i += 3) {
+    for (char c : {':', '[', '{', '&', '*', '-', '"', '\n', '\xff'}) {
+      std::string mutated = base;
+      mutated[i] = c;
+      PipelineSpec spec;
+      (void)ParsePipelineYamlWithErrors(mutated, "p.yaml", {}, &spec);
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
 TEST(PipelineYaml, OverrideErrorsNameTheSetArgument) {
   EXPECT_THAT(ErrorLines(kGood, {"stages.dpo.config.beta=abc"}),
               ElementsAre("--set stages.dpo.config.beta=abc: spec.stages[2].config.beta: not a "
@@ -454,6 +494,14 @@ std::vector<BadCase> BadCases() {
                     " bytes; a pipeline spec may be at most 4194304 bytes (4 MiB)")},
       {"alias_bomb", std::string(kGood) + kAliasBomb,
        "p.yaml: the document expands to more than 100000 nodes (aliases expanded)"},
+      {"long_flat_list", std::string(kGood) + "x: [" + [] {
+         std::string items;
+         for (int i = 0; i < 150000; ++i) items += "x,";
+         return items;
+       }() + "x]\n",
+       "p.yaml: the document expands to more than 100000 nodes (aliases expanded)"},
+      {"deep_nesting", std::string(kGood) + "x: " + std::string(3000, '[') + std::string(3000, ']') + "\n",
+       "p.yaml: the document nests deeper than 100 levels; a pipeline spec is far shallower"},
       {"not_a_mapping", "- a\n- b\n",
        "p.yaml:1:1: expected a mapping with apiVersion, kind, metadata and spec; got a list"},
       {"empty_document", "# nothing here\n",
