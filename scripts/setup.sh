@@ -11,6 +11,7 @@ PACKAGES=(
   libabsl-dev libsqlite3-dev sqlite3 prometheus-cpp-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libsentencepiece-dev libutf8proc-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libcsv-dev
   libcurl4-openssl-dev libssl-dev
 )
 if [[ "${1:-}" == "--with-extras" ]]; then

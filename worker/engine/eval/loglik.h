@@ -1,0 +1,42 @@
+// Log-likelihood scoring of (context, continuation) pairs with an engine model, batched, with
+// lm-evaluation-harness's rules: trailing spaces of the context move into the continuation; the
+// continuation's tokens are enc(context + continuation) minus the first len(enc(context)) tokens
+// (so a SentencePiece "▁" is never scored on its own); inputs longer than the model's context are
+// cut from the left. Results do not depend on the batch size.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/eval/multiple_choice.h"
+#include "worker/engine/model/model.h"
+#include "worker/engine/tokenizer/tokenizer.h"
+
+namespace align::engine::eval {
+
+struct LoglikOptions {
+  int batch_size = 16;
+  int64_t max_length = 0;  // 0 = the model's max_position_embeddings
+};
+
+//! The token split of one request: context tokens and the continuation tokens to score.
+struct EncodedPair {
+  std::vector<int32_t> context;
+  std::vector<int32_t> continuation;
+};
+//! lm-eval's _encode_pair. BOS (when the tokenizer adds one) leads the context.
+EncodedPair EncodePair(const Tokenizer& tokenizer, const LoglikRequest& request);
+
+//! Scores requests with `model` (a causal-LM head). Rows are sorted by length (longest first),
+//! right-padded into batches of options.batch_size, and the results returned in request order.
+absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& model,
+                                                      const Tokenizer& tokenizer,
+                                                      const std::vector<LoglikRequest>& requests,
+                                                      const LoglikOptions& options);
+
+//! A LoglikFn bound to a model and tokenizer (both must outlive it).
+LoglikFn MakeLoglikFn(const model::CausalLM& model, const Tokenizer& tokenizer,
+                      const LoglikOptions& options);
+
+}  // namespace align::engine::eval
