@@ -151,6 +151,43 @@ TEST(LoadPipelineFile, ErrorsNameTheFile) {
   std::remove(path.c_str());
 }
 
+TEST(LoadPipelineFile, RefusesFilesOver4MiBBeforeReading) {
+  const std::string path = ::testing::TempDir() + "/huge_pipeline.yaml";
+  {
+    std::ofstream out(path);
+    out << std::string(kMaxSpecBytes + 1, '#');
+  }
+  EXPECT_THAT(LoadPipelineFile(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       path + ": file is 4194305 bytes; a pipeline spec may be at most 4194304 "
+                              "bytes (4 MiB)"));
+  std::remove(path.c_str());
+}
+
+TEST(ParsePipelineYaml, ReportsEveryErrorOnePerLine) {
+  const std::string yaml = R"(apiVersion: align/v1
+kind: Pipeline
+metadata: {name: x, priorty: 1}
+spec:
+  stages:
+    - {name: a, type: sft, data: [{path: d.jsonl}], training: {epochs: 0}}
+    - {name: a, type: dop}
+)";
+  EXPECT_THAT(
+      ParsePipelineYaml(yaml, "many.yaml"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "many.yaml:3:21: metadata.priorty: unknown key \"priorty\"; expected one of: name, "
+               "labels, priority, description; did you mean priority?\n"
+               "many.yaml:7:23: spec.stages[1].type: unknown value \"dop\"; expected one of: sft, "
+               "preference_format, reward_model, dpo, ppo, eval; did you mean dpo?\n"
+               "many.yaml:7:14: spec.stages[1].name: duplicate stage name \"a\" (also "
+               "spec.stages[0]); stage names must be unique\n"
+               "many.yaml:6:7: spec.stages[0].model: required for a sft stage; set model on the "
+               "stage or in spec.defaults (a path, data://..., or "
+               "${stages.<stage>.outputs.model})\n"
+               "many.yaml:6:72: spec.stages[0].training.epochs: must be > 0, got 0"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server-side validation of protos that never were YAML.
 
