@@ -112,12 +112,8 @@ Classification FailureClassifier::Classify(const FailureInput& input) const {
   }
   const std::string engine_msg =
       input.engine_message.empty() ? "" : absl::StrCat(": ", input.engine_message);
-  if (input.engine_failure_class == "user_error") {
-    return {v1::USER_ERROR, absl::StrCat(how, engine_msg)};
-  }
-  if (input.engine_failure_class == "infrastructure") {
-    return {v1::INFRASTRUCTURE, absl::StrCat(how, engine_msg)};
-  }
+  v1::FailureClass cls = v1::USER_ERROR;
+  std::string what;
   if (input.exit.signal != 0) {
     switch (input.exit.signal) {
       // A crash of the program itself: rerunning the same recipe elsewhere crashes the same way.
@@ -126,22 +122,24 @@ Classification FailureClassifier::Classify(const FailureInput& input) const {
       case SIGFPE:
       case SIGILL:
       case SIGBUS:
-        return {v1::USER_ERROR, how};
+        cls = v1::USER_ERROR;
+        break;
       // Killed from outside (kernel OOM killer, an operator, a node shutdown).
       default:
-        return {v1::INFRASTRUCTURE, how};
+        cls = v1::INFRASTRUCTURE;
     }
+  } else if (input.exit.exit_code == 2) {
+    what = " (bad job or config)";
+  } else if (input.exit.exit_code == 3) {
+    what = " (bad data or model input)";
+  } else if (input.exit.exit_code == 4) {
+    cls = v1::INFRASTRUCTURE;
+    what = " (infrastructure)";
   }
-  switch (input.exit.exit_code) {
-    case 2:
-      return {v1::USER_ERROR, absl::StrCat(how, " (bad job or config)", engine_msg)};
-    case 3:
-      return {v1::USER_ERROR, absl::StrCat(how, " (bad data or model input)", engine_msg)};
-    case 4:
-      return {v1::INFRASTRUCTURE, absl::StrCat(how, " (infrastructure)", engine_msg)};
-    default:
-      return {v1::USER_ERROR, absl::StrCat(how, engine_msg)};
-  }
+  // The engine knows best why it gave up, when it says so.
+  if (input.engine_failure_class == "user_error") cls = v1::USER_ERROR;
+  if (input.engine_failure_class == "infrastructure") cls = v1::INFRASTRUCTURE;
+  return {cls, absl::StrCat(how, what, engine_msg)};
 }
 
 }  // namespace align::worker

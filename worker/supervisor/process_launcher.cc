@@ -147,9 +147,9 @@ absl::StatusOr<std::unique_ptr<Process>> PosixProcessLauncher::Launch(const Laun
   const std::string out = spec.stdout_path.empty() ? "/dev/null" : spec.stdout_path;
   const std::string err = spec.stderr_path.empty() ? "/dev/null" : spec.stderr_path;
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (!spec.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd.c_str());
 
   posix_spawnattr_t attr;

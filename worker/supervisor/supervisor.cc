@@ -47,6 +47,7 @@ struct Supervisor::Attempt {
   int failed_rank = -1;  // index into ranks
   bool ended = false;
   v1::AttemptExit exit;
+  bool exit_reported = false;
   int64_t reported_progress_version = -1;
   std::string reported_checkpoint;
 };
@@ -514,7 +515,8 @@ std::optional<v1::ReportAttemptRequest> Supervisor::NextReport(const std::string
       any = true;
     }
   }
-  if (a.ended && drained) {
+  if (a.ended && drained && !a.exit_reported) {
+    a.exit_reported = true;
     *req.mutable_exit() = a.exit;
     any = true;
   }
