@@ -199,7 +199,10 @@ class Converter {
                   const std::string& key, const std::vector<std::string>& valid,
                   const std::string& hint) {
     std::string message = absl::StrCat("unknown key \"", key, "\"");
-    if (!hint.empty()) {
+    if (key == "<<") {
+      absl::StrAppend(&message, "; YAML merge keys are not supported: write the keys out (anchors "
+                                "and aliases of whole values do work)");
+    } else if (!hint.empty()) {
       absl::StrAppend(&message, "; ", hint);
     } else {
       absl::StrAppend(&message, "; expected one of: ", absl::StrJoin(valid, ", "),
@@ -669,6 +672,24 @@ std::pair<int, int> LineColumn(absl::string_view text, size_t offset) {
   return {line, static_cast<int>(offset - line_start) + 1};
 }
 
+// How many times `target` appears in the tree under `node` with aliases expanded (stops at 2).
+void CountOccurrences(const YAML::Node& node, const YAML::Node& target, int* count) {
+  if (*count > 1) return;
+  if (node.is(target)) {
+    ++*count;
+    return;  // no node contains itself
+  }
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end() && *count < 2; ++it) {
+      CountOccurrences(it->second, target, count);
+    }
+  } else if (node.IsSequence()) {
+    for (auto it = node.begin(); it != node.end() && *count < 2; ++it) {
+      CountOccurrences(*it, target, count);
+    }
+  }
+}
+
 // Applies one "--set path=value" on the YAML tree. The path names stages by their name:
 // stages.<name>.<field>...; metadata.*, defaults.* (= spec.defaults.*), spec.*, apiVersion, kind.
 void ApplyOverride(YAML::Node root, const std::string& argument, Converter* converter,
@@ -704,9 +725,21 @@ void ApplyOverride(YAML::Node root, const std::string& argument, Converter* conv
   current.reset(root);
   std::string ypath;
   size_t k = 0;
+  // yaml-cpp shares aliased nodes: changing one would change every place the alias appears,
+  // so a --set through an anchor/alias is refused instead of silently applied twice.
+  auto shared = [&](const YAML::Node& node, const std::string& where) {
+    int count = 0;
+    CountOccurrences(root, node, &count);
+    if (count < 2) return false;
+    fail(path, absl::StrCat(where.empty() ? std::string("the target") : where,
+                            " is shared through a YAML alias (&anchor / *alias), so --set would "
+                            "change every copy; edit the file instead"));
+    return true;
+  };
   auto descend_map = [&](const std::string& key) {
     YAML::Node child = current[key];
     if (!child.IsDefined() || child.IsNull()) {
+      if (shared(current, ypath)) return false;
       YAML::Node created(YAML::NodeType::Map);
       current[key] = created;
       converter->AddOverrideNode(created, argument);
@@ -714,12 +747,13 @@ void ApplyOverride(YAML::Node root, const std::string& argument, Converter* conv
     }
     current.reset(child);
     ypath = ypath.empty() ? key : ypath + "." + key;
+    return true;
   };
   const std::string& first = parts[0];
   if (first == "stages" || first == "defaults") {
-    descend_map("spec");
+    if (!descend_map("spec")) return;
   } else if (first == "spec") {
-    descend_map("spec");
+    if (!descend_map("spec")) return;
     k = 1;
   } else if (first != "metadata" && first != "apiVersion" && first != "kind") {
     const std::vector<std::string> roots = {"metadata", "defaults", "stages", "spec", "apiVersion",
@@ -765,8 +799,10 @@ void ApplyOverride(YAML::Node root, const std::string& argument, Converter* conv
         return fail(path, absl::StrCat("\"", part, "\" is not an index of ", ypath, " (it has ",
                                        current.size(), " elements)"));
       }
+      if (shared(current, ypath)) return;
       ypath = absl::StrCat(ypath, "[", index, "]");
       if (last) {
+        if (index < current.size() && shared(current[index], ypath)) return;
         if (index == current.size()) {
           current.push_back(value);
         } else {
@@ -792,11 +828,14 @@ void ApplyOverride(YAML::Node root, const std::string& argument, Converter* conv
                                      Describe(current)));
     }
     if (last) {
+      if (shared(current, ypath)) return;
+      const YAML::Node existing = static_cast<const YAML::Node&>(current)[part];
+      if (existing.IsDefined() && shared(existing, ypath + "." + part)) return;
       current[part] = value;
       converter->AddOverrideNode(value, argument);
       return;
     }
-    descend_map(part);
+    if (!descend_map(part)) return;
   }
 }
 
@@ -865,10 +904,18 @@ std::vector<ConfigError> ParsePipelineYamlWithErrors(absl::string_view yaml_text
 
   internal::LocationMap locations;
   Converter converter(source, &errors, &locations);
-  for (const std::string& argument : set_overrides) {
-    ApplyOverride(root, argument, &converter, &errors);
+  bool is_spec = false;
+  try {
+    for (const std::string& argument : set_overrides) {
+      ApplyOverride(root, argument, &converter, &errors);
+    }
+    is_spec = converter.ConvertRoot(root, spec);
+  } catch (const YAML::Exception& e) {
+    // Every access above is guarded by a type check; this is a last line so that no input can
+    // take a daemon down.
+    whole_file_error(0, 0, absl::StrCat("cannot read the YAML structure: ", e.msg));
+    return errors;
   }
-  const bool is_spec = converter.ConvertRoot(root, spec);
   if (!utf8_ok && converter.utf8_errors() == 0) {
     // Outside any value (a comment, say): still refused, located by byte offset.
     const auto [line, column] = LineColumn(yaml_text, bad_utf8);

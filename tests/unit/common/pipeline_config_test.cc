@@ -243,6 +243,28 @@ TEST(PipelineYaml, OverridesTakeYamlValuesAndCreateElements) {
                           "index of spec.stages[0].data (it has 1 elements)"));
 }
 
+TEST(PipelineYaml, AliasesWorkAndOverridesThroughThemAreRefused) {
+  const std::string yaml =
+      Edit("      resources: {ranks: 1}\n", "      resources: *r\n") +
+      "x-unused: 0\n";
+  const std::string with_anchor =
+      absl::StrReplaceAll(yaml, {{"training: {learning_rate: 1e-5, epochs: 1}",
+                                  "training: {learning_rate: 1e-5, epochs: 1}\n      "
+                                  "resources: &r {ranks: 2}"},
+                                 {"x-unused: 0\n", ""}});
+  ASSERT_OK_AND_ASSIGN(PipelineSpec spec, ParsePipelineYaml(with_anchor, "p.yaml"));
+  EXPECT_EQ(spec.stages(0).resources().ranks(), 2);
+  EXPECT_EQ(spec.stages(2).resources().ranks(), 2);  // *r
+  EXPECT_THAT(ErrorLines(with_anchor, {"stages.dpo.resources.ranks=4"}),
+              ElementsAre("--set stages.dpo.resources.ranks=4: stages.dpo.resources.ranks: "
+                          "spec.stages[2].resources is shared through a YAML alias (&anchor / "
+                          "*alias), so --set would change every copy; edit the file instead"));
+  // Not through the alias: fine.
+  ASSERT_OK_AND_ASSIGN(PipelineSpec other,
+                       ParsePipelineYaml(with_anchor, "p.yaml", {"stages.dpo.config.beta=0.3"}));
+  EXPECT_DOUBLE_EQ(other.stages(2).dpo().beta(), 0.3);
+}
+
 TEST(PipelineYaml, MutatedInputsNeverCrash) {
   // Every truncation and a sweep of byte substitutions: each must parse or fail cleanly.
   const std::string base = kGood;
@@ -345,6 +367,9 @@ std::vector<BadCase> BadCases() {
       {"training_key_on_stage", Edit("      config: {beta: 0.1}\n", "      epochs: 3\n"),
        "p.yaml:21:7: spec.stages[2].epochs: unknown key \"epochs\"; epochs belongs under "
        "training: (stage.training.epochs)"},
+      {"merge_key", Edit("      resources: {ranks: 1}\n", "      resources: {<<: {ranks: 1}}\n"),
+       "p.yaml:22:19: spec.stages[2].resources.<<: unknown key \"<<\"; YAML merge keys are not "
+       "supported"},
       // Wrong types.
       {"int_given_text", Edit("epochs: 1}", "epochs: two}"),
        "p.yaml:12:47: spec.stages[0].training.epochs: not an integer; expected an integer, got "
