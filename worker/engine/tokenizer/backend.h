@@ -42,10 +42,11 @@ absl::StatusOr<std::unique_ptr<TokenizerBackend>> MakeHfBackend(const nlohmann::
 //! GPT-2 vocab.json + merges.txt -> the tokenizer.json GPT-2 pipeline.
 absl::StatusOr<std::unique_ptr<TokenizerBackend>> MakeGpt2Backend(const std::string& vocab_path,
                                                                   const std::string& merges_path);
-//! SentencePiece tokenizer.model. `add_bos`/`add_eos` decide what add_special_tokens adds.
+//! SentencePiece tokenizer.model. `add_bos`/`add_eos` decide what add_special_tokens adds;
+//! `legacy` gives text after a special token its own dummy prefix.
 absl::StatusOr<std::unique_ptr<TokenizerBackend>> MakeSentencePieceBackend(const std::string& path,
-                                                                           bool add_bos,
-                                                                           bool add_eos);
+                                                                           bool add_bos, bool add_eos,
+                                                                           bool legacy);
 //! BOS/EOS/UNK/PAD strings a SentencePiece model defines ("" when none).
 struct SpmSpecials {
   std::string bos, eos, unk, pad;

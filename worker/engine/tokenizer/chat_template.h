@@ -57,8 +57,15 @@ class ChatTemplate {
                                                const nlohmann::json& extra_vars =
                                                    nlohmann::json::object()) const;
 
+  //! Same with key order preserved (tojson prints objects in insertion order, as Python does;
+  //! nlohmann::json sorts keys). Parse inputs with nlohmann::ordered_json to keep their order.
+  absl::StatusOr<RenderResult> RenderOrdered(const nlohmann::ordered_json& messages,
+                                             bool add_generation_prompt,
+                                             const nlohmann::ordered_json& extra_vars) const;
+
   //! Renders with an arbitrary variable context (an object); for tests and uncommon templates.
   absl::StatusOr<RenderResult> RenderContext(const nlohmann::json& context) const;
+  absl::StatusOr<RenderResult> RenderContextOrdered(const nlohmann::ordered_json& context) const;
 
   //! Whether the template contains a {% generation %} block.
   bool has_generation_blocks() const;

@@ -1,6 +1,8 @@
 // SentencePiece tokenizer.model through the real library. Control pieces (<s>, </s>, [INST] in
 // newer Mistral models) written in the text are matched as special tokens first, and each text
-// segment between them is encoded on its own, as Hugging Face's LlamaTokenizer (legacy) does.
+// segment between them is encoded on its own. Only text at the very start gets SentencePiece's
+// dummy "▁" prefix (Hugging Face's LlamaTokenizer with legacy=False, and mistral-common); with
+// "legacy": true in tokenizer_config.json every segment gets it.
 #include <algorithm>
 
 #include "absl/status/status.h"
@@ -15,6 +17,7 @@ class SpmBackend final : public TokenizerBackend {
  public:
   std::unique_ptr<SpmModel> model;
   bool add_bos = true, add_eos = false;
+  bool legacy = false;  // true: every segment gets the dummy prefix, also after special tokens
   std::vector<std::pair<std::string, int32_t>> specials;  // control pieces, longest first
   std::array<bool, 256> first_{};
 
@@ -28,7 +31,7 @@ class SpmBackend final : public TokenizerBackend {
     auto run = [&](size_t b, size_t e) {
       if (e <= b) return;
       size_t before = offsets ? offsets->size() : 0;
-      model->Encode(std::string(text.substr(b, e - b)), ids, offsets);
+      model->Encode(std::string(text.substr(b, e - b)), legacy || b == 0, ids, offsets);
       if (offsets) {
         for (size_t k = before; k < offsets->size(); ++k) {
           (*offsets)[k].first += static_cast<uint32_t>(b);
@@ -111,7 +114,7 @@ class SpmBackend final : public TokenizerBackend {
 
 absl::StatusOr<std::unique_ptr<TokenizerBackend>> MakeSentencePieceBackend(const std::string& path,
                                                                            bool add_bos,
-                                                                           bool add_eos) {
+                                                                           bool add_eos, bool legacy) {
   std::string error;
   auto model = SpmModel::Load(path, &error);
   if (!model) {
@@ -120,6 +123,7 @@ absl::StatusOr<std::unique_ptr<TokenizerBackend>> MakeSentencePieceBackend(const
   auto b = std::make_unique<SpmBackend>();
   b->add_bos = add_bos;
   b->add_eos = add_eos;
+  b->legacy = legacy;
   for (int32_t id = 0; id < model->Size(); ++id) {
     if (!model->IsControl(id)) continue;
     std::string piece = model->IdToPiece(id);

@@ -125,16 +125,30 @@ std::unique_ptr<SpmModel> SpmModel::Load(const std::string& path, std::string* e
   return m;
 }
 
-void SpmModel::Encode(const std::string& text, std::vector<int32_t>* ids,
+void SpmModel::Encode(const std::string& text, bool dummy_prefix, std::vector<int32_t>* ids,
                       std::vector<std::pair<uint32_t, uint32_t>>* offsets) const {
+  // Without the dummy prefix: encode "<unk>" + text and drop the pieces "<unk>" alone encodes to
+  // (Hugging Face's LlamaTokenizer legacy=False does the same).
+  std::string prefix;
+  size_t skip = 0;
+  if (!dummy_prefix && unk_id() >= 0) {
+    prefix = IdToPiece(unk_id());
+    std::vector<int32_t> prefix_ids;
+    Encode(prefix, true, &prefix_ids, nullptr);
+    skip = prefix_ids.size();
+  }
+  const std::string input = prefix + text;
+  const uint32_t shift = static_cast<uint32_t>(prefix.size());
   int32_t* out_ids = nullptr;
   uint32_t* begins = nullptr;
   uint32_t* ends = nullptr;
   size_t n = 0;
-  if (Shim().encode(impl_->model, text.data(), text.size(), &out_ids, &begins, &ends, &n) == 0) {
-    for (size_t i = 0; i < n; ++i) {
+  if (Shim().encode(impl_->model, input.data(), input.size(), &out_ids, &begins, &ends, &n) == 0) {
+    for (size_t i = skip; i < n; ++i) {
       ids->push_back(out_ids[i]);
-      if (offsets) offsets->emplace_back(begins[i], ends[i]);
+      if (offsets) {
+        offsets->emplace_back(begins[i] > shift ? begins[i] - shift : 0, ends[i] > shift ? ends[i] - shift : 0);
+      }
     }
   }
   Shim().free_buffer(out_ids);

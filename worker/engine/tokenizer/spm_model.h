@@ -18,8 +18,10 @@ class SpmModel {
   static std::unique_ptr<SpmModel> Load(const std::string& path, std::string* error);
   ~SpmModel();
 
-  //! Encodes text (no BOS/EOS); offsets are byte ranges in `text`.
-  void Encode(const std::string& text, std::vector<int32_t>* ids,
+  //! Encodes text (no BOS/EOS); offsets are byte ranges in `text`. Without `dummy_prefix` the
+  //! model's "▁" prefix is suppressed (Hugging Face's legacy=False trick: encode "<unk>" + text and
+  //! drop the pieces of "<unk>"), for text that follows a special token.
+  void Encode(const std::string& text, bool dummy_prefix, std::vector<int32_t>* ids,
               std::vector<std::pair<uint32_t, uint32_t>>* offsets) const;
   //! Decodes ids of ordinary pieces (SentencePiece drops the dummy-prefix space).
   std::string Decode(const std::vector<int32_t>& ids) const;

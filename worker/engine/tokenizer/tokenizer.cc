@@ -109,7 +109,8 @@ class TokenizerLoader {
       bool add_bos = true, add_eos = false;  // LlamaTokenizer's defaults
       if (config.contains("add_bos_token") && config["add_bos_token"].is_boolean()) add_bos = config["add_bos_token"];
       if (config.contains("add_eos_token") && config["add_eos_token"].is_boolean()) add_eos = config["add_eos_token"];
-      ASSIGN_OR_RETURN(t->backend_, MakeSentencePieceBackend(model.string(), add_bos, add_eos));
+      bool legacy = config.contains("legacy") && config["legacy"].is_boolean() && config["legacy"].get<bool>();
+      ASSIGN_OR_RETURN(t->backend_, MakeSentencePieceBackend(model.string(), add_bos, add_eos, legacy));
       t->format_ = TokenizerFormat::kSentencePieceModel;
       t->source_files_.insert(t->source_files_.begin(), model.string());
     }
