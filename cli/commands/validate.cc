@@ -1,4 +1,4 @@
-// `alignctl validate FILE [--set path=value ...] [-o yaml|json]`: parses and validates a pipeline
+// `alignctl validate FILE|- [--set path=value ...] [-o yaml|json]`: parses and validates a pipeline
 // spec locally and prints it normalized (defaults applied), or every error, one per line, on
 // stderr. Exit code 0 when valid, 1 otherwise.
 #include <iostream>
@@ -19,8 +19,17 @@ struct ValidateOptions {
   std::string output = "yaml";
 };
 
+absl::StatusOr<v1::PipelineSpec> Load(const ValidateOptions& options) {
+  if (options.file != "-") return config::LoadPipelineFile(options.file, options.sets);
+  // "-": standard input, read only up to one byte past the limit so the size error still shows.
+  std::string text(config::kMaxSpecBytes + 1, '\0');
+  std::cin.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(std::cin.gcount()));
+  return config::ParsePipelineYaml(text, "<stdin>", options.sets);
+}
+
 int RunValidate(const ValidateOptions& options) {
-  auto spec = config::LoadPipelineFile(options.file, options.sets);
+  auto spec = Load(options);
   if (!spec.ok()) {
     std::cerr << spec.status().message() << "\n";
     return 1;
@@ -55,7 +64,8 @@ void RegisterValidateCommand(CLI::App& app) {
   auto options = std::make_shared<ValidateOptions>();
   CLI::App* cmd = app.add_subcommand(
       "validate", "Check a pipeline spec; print it normalized (defaults applied) or every error");
-  cmd->add_option("file", options->file, "pipeline spec (YAML, apiVersion: align/v1)")->required();
+  cmd->add_option("file", options->file, "pipeline spec (YAML, apiVersion: align/v1); - for stdin")
+      ->required();
   cmd->add_option("--set", options->sets,
                   "override before validation, path=value with the stage named after `stages.` "
                   "(e.g. stages.dpo.config.beta=0.05); repeatable")
