@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
+#include <c10/core/InferenceMode.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -163,7 +164,7 @@ absl::StatusOr<std::vector<GenerationResult>> Generate(
   }
   std::vector<GenerationResult> out(prompts.size());
   try {
-    at::NoGradGuard no_grad;
+    c10::InferenceMode inference;
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     const size_t bs = o.batch_size > 0 ? static_cast<size_t>(o.batch_size) : prompts.size();
     for (size_t first = 0; first < prompts.size(); first += bs) {

@@ -381,12 +381,33 @@ at::Tensor CausalLM::Forward(const at::Tensor& input_ids, const ForwardOptions& 
     q = q * cos + RotateHalf(q) * sin;
     k = k * cos + RotateHalf(k) * sin;
     if (cache != nullptr) {
-      if (cache->keys[l].defined()) {
-        k = at::cat({cache->keys[l], k}, 2);
-        v = at::cat({cache->values[l], v}, 2);
+      at::Tensor& ck = cache->keys[l];
+      at::Tensor& cv = cache->values[l];
+      if (at::GradMode::is_enabled()) {
+        if (past > 0) {
+          k = at::cat({ck.narrow(2, 0, past), k}, 2);
+          v = at::cat({cv.narrow(2, 0, past), v}, 2);
+        }
+        ck = k;
+        cv = v;
+      } else {
+        // Amortised O(1) appends: write into a buffer that doubles when full.
+        if (!ck.defined() || ck.size(2) < S) {
+          const int64_t capacity = std::max<int64_t>(S, ck.defined() ? 2 * ck.size(2) : 2 * S);
+          at::Tensor nk = at::empty({B, Hkv, capacity, D}, k.options());
+          at::Tensor nv = at::empty({B, Hkv, capacity, D}, v.options());
+          if (past > 0) {
+            nk.narrow(2, 0, past).copy_(ck.narrow(2, 0, past));
+            nv.narrow(2, 0, past).copy_(cv.narrow(2, 0, past));
+          }
+          ck = nk;
+          cv = nv;
+        }
+        ck.narrow(2, past, T).copy_(k);
+        cv.narrow(2, past, T).copy_(v);
+        k = ck.narrow(2, 0, S);
+        v = cv.narrow(2, 0, S);
       }
-      cache->keys[l] = k;
-      cache->values[l] = v;
     }
     at::Tensor attn;
 #ifdef ALIGN_HAVE_SDPA
@@ -413,6 +434,7 @@ at::Tensor CausalLM::Forward(const at::Tensor& input_ids, const ForwardOptions& 
                                 L.down_proj);
     x = x + mlp;
   }
+  if (cache != nullptr) cache->length = S;
   if (options.last_n > 0 && options.last_n < T) x = x.narrow(1, T - options.last_n, options.last_n);
   x = RmsNorm(x, norm_, eps);
   if (head_ == HeadKind::kScalar) return at::linear(x, score_).squeeze(-1).to(at::kFloat);

@@ -33,13 +33,20 @@ struct LoadOptions {
   bool trainable = false;
 };
 
-//! Per-layer key/value cache. Forward appends to it; tensors are [B, num_kv_heads, S, head_dim].
+//! Per-layer key/value cache. Forward appends to it. Tensors are [B, num_kv_heads, capacity,
+//! head_dim] buffers of which the first `length` positions are valid; under no-grad they grow by
+//! doubling (written in place), with grad enabled each call concatenates (autograd-safe).
 struct KVCache {
   std::vector<at::Tensor> keys;
   std::vector<at::Tensor> values;
+  int64_t length = 0;
   //! Cached positions (S), 0 when empty.
-  int64_t Length() const { return keys.empty() || !keys[0].defined() ? 0 : keys[0].size(2); }
-  void Clear() { keys.clear(); values.clear(); }
+  int64_t Length() const { return length; }
+  void Clear() {
+    keys.clear();
+    values.clear();
+    length = 0;
+  }
 };
 
 struct ForwardOptions {
