@@ -167,7 +167,7 @@ absl::StatusOr<double> EosRate(const Common& c, const model::CausalLM& policy,
   }
   if (prompts.empty()) return -1.0;
   model::GenerateOptions g;
-  g.max_new_tokens = 96;
+  g.max_new_tokens = 128;
   g.eos_ids = {*c.tokenizer->eos_id()};
   g.use_default_eos = false;
   g.pad_id = c.pad_id;
@@ -252,6 +252,7 @@ absl::StatusOr<nlohmann::json> RunSftStage(const JobSpec& job, EventSink& events
   };
   SftObjective objective(to_rows(train_tok), to_rows(eval_tok), c.pad_id, packing,
                          c.settings.batch_size);
+  if (c.tokenizer->eos_id()) objective.set_eos_id(*c.tokenizer->eos_id());
   ASSIGN_OR_RETURN(auto policy, LoadPolicy(c, model::HeadKind::kCausalLM, c.settings.seed));
   try {
     std::map<std::string, double> before;
@@ -269,6 +270,7 @@ absl::StatusOr<nlohmann::json> RunSftStage(const JobSpec& job, EventSink& events
     nlohmann::json m = Finish(r, report);
     if (eos_after >= 0) m["eval/eos_rate"] = eos_after;
     if (before.count("loss")) m["eval/loss_before"] = before["loss"];
+    if (before.count("eos_prob")) m["eval/eos_prob_before"] = before["eos_prob"];
     if (eos_before >= 0) m["eval/eos_rate_before"] = eos_before;
     if (eos_after >= 0) events.Emit("eval", {{"step", r.steps}, {"metrics", {{"eval/eos_rate", eos_after}}}});
     if (!r.final_model_dir.empty()) {

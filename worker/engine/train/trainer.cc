@@ -342,6 +342,8 @@ absl::StatusOr<std::map<std::string, double>> SftObjective::Evaluate(const model
   at::NoGradGuard no_grad;
   double sum = 0;
   int64_t count = 0;
+  double eos_prob = 0;
+  int64_t eos_count = 0;
   for (size_t b = 0; b < eval_.size(); b += static_cast<size_t>(eval_batch_size_)) {
     std::vector<data::PackedRow> rows(
         eval_.begin() + static_cast<long>(b),
@@ -350,9 +352,16 @@ absl::StatusOr<std::map<std::string, double>> SftObjective::Evaluate(const model
     TokenNll nll = ComputeTokenNll(RunModel(policy, t, false), t.labels);
     sum += nll.nll.sum().item<double>();
     count += nll.tokens;
+    if (eos_id_ >= 0) {
+      at::Tensor at_eos = t.labels.narrow(1, 1, t.labels.size(1) - 1).eq(eos_id_);
+      eos_prob += (at::exp(-nll.nll) * at_eos.to(at::kFloat)).sum().item<double>();
+      eos_count += at_eos.sum().item<int64_t>();
+    }
   }
-  return std::map<std::string, double>{{"loss", count > 0 ? sum / static_cast<double>(count) : 0.0},
-                                       {"tokens", static_cast<double>(count)}};
+  std::map<std::string, double> m{{"loss", count > 0 ? sum / static_cast<double>(count) : 0.0},
+                                  {"tokens", static_cast<double>(count)}};
+  if (eos_count > 0) m["eos_prob"] = eos_prob / static_cast<double>(eos_count);
+  return m;
 }
 
 // ---------------- DPO ----------------
