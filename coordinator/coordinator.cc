@@ -163,7 +163,7 @@ absl::Status Coordinator::Recover() {
           if (!Active(*a)) continue;
           ++running;
           // Workers get the grace period to re-register and claim the attempt.
-          a->row.lease_expires = std::max(a->row.lease_expires, now + grace);
+          a->row.lease_expires = now + grace;  // stored expiries are not renewed durably
           a->delivered = true;  // unknown: assume the worker may have it
         }
       }

@@ -395,6 +395,13 @@ absl::Status SqliteStore::CommitGroup(std::vector<Pending*>& group) {
     absl::Status s = writer_->Exec("SAVEPOINT batch");
     if (s.ok()) {
       p->status = ApplyOne(*p->batch);
+      if (!p->status.ok() && sqlite3_get_autocommit(writer_->db()) != 0) {
+        // SQLite rolled the whole transaction back itself (disk full, I/O error): every batch
+        // of the group failed with it.
+        const absl::Status cause = p->status;
+        for (Pending* q : group) q->status = cause;
+        return cause;
+      }
       if (!p->status.ok()) s = writer_->Exec("ROLLBACK TO batch");
     }
     if (s.ok()) s = writer_->Exec("RELEASE batch");
