@@ -1,6 +1,7 @@
 #include "worker/supervisor/event_parser.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <google/protobuf/util/time_util.h>
 #include <nlohmann/json.hpp>
@@ -88,9 +89,10 @@ void EventParser::Consume(const std::string& line, absl::Time now) {
     v1::Artifact a;
     a.set_name(String(ev, "name"));
     const std::string path = String(ev, "path");
-    a.set_uri(path.rfind("file://", 0) == 0 || path.find("://") != std::string::npos
+    // Paths built by joining a directory with a trailing slash read "a//b"; lineage compares URIs.
+    a.set_uri(path.find("://") != std::string::npos
                   ? path
-                  : "file://" + path);
+                  : "file://" + std::filesystem::path(path).lexically_normal().string());
     a.set_kind(String(ev, "kind"));
     a.set_sha256(String(ev, "sha256"));
     a.set_size_bytes(static_cast<int64_t>(Number(ev, "size_bytes", 0)));
