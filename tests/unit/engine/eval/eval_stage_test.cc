@@ -1,0 +1,174 @@
+#include "worker/engine/eval/eval_stage.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/testing/status_matchers.h"
+#include "common/testing/test_data.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "worker/engine/eval/loglik.h"
+#include "worker/engine/model/model.h"
+#include "worker/engine/tokenizer/tokenizer.h"
+
+namespace align::engine::eval {
+namespace {
+
+namespace fs = std::filesystem;
+using ::align::testing::DataDir;
+using ::align::testing::DataPath;
+using ::align::testing::StatusIs;
+using ::testing::HasSubstr;
+
+class Stories : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model::SetComputeThreads(1);  // CI shares 2 cores; more threads only contend
+    auto tok = Tokenizer::Load(DataPath("models/stories260K"));
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    tokenizer_ = std::move(*tok).release();
+    auto lm = model::CausalLM::Load(DataPath("models/stories260K"), {});
+    ASSERT_TRUE(lm.ok()) << lm.status();
+    model_ = std::move(*lm).release();
+  }
+  static Tokenizer* tokenizer_;
+  static model::CausalLM* model_;
+};
+Tokenizer* Stories::tokenizer_ = nullptr;
+model::CausalLM* Stories::model_ = nullptr;
+
+TEST_F(Stories, EncodePairMovesTrailingSpaceAndSplitsAtTheContextBoundary) {
+  const EncodedPair p = EncodePair(*tokenizer_, {"Once upon a time ", "there was"});
+  std::vector<int32_t> whole = tokenizer_->Encode("Once upon a time there was", true);
+  std::vector<int32_t> joined = p.context;
+  joined.insert(joined.end(), p.continuation.begin(), p.continuation.end());
+  EXPECT_EQ(joined, whole);
+  EXPECT_EQ(p.context, tokenizer_->Encode("Once upon a time", true));
+  ASSERT_FALSE(p.continuation.empty());
+  // The moved space is inside the first continuation piece ("▁there"), never a lone "▁".
+  EXPECT_EQ(tokenizer_->IdToToken(p.continuation[0]).value_or(""), "\xe2\x96\x81there");
+  EXPECT_EQ(tokenizer_->Decode(p.continuation, true), "there was");
+  EXPECT_EQ(p.context.front(), 1);  // BOS
+}
+
+TEST_F(Stories, LoglikMatchesAManualForwardAndIgnoresBatchSize) {
+  const std::vector<LoglikRequest> reqs = {
+      {"Once upon a time", " there was a girl"}, {"Answer:", " A"}, {"Answer:", " B"},
+      {"The cat sat on the", " mat."}, {"Lily and Tom went to the park. They", " played"}};
+  ASSERT_OK_AND_ASSIGN(auto one, ScoreLoglik(*model_, *tokenizer_, reqs, {.batch_size = 1}));
+  ASSERT_OK_AND_ASSIGN(auto three, ScoreLoglik(*model_, *tokenizer_, reqs, {.batch_size = 3}));
+  ASSERT_OK_AND_ASSIGN(auto all, ScoreLoglik(*model_, *tokenizer_, reqs, {.batch_size = 16}));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_LT(one[i].loglik, 0.0);
+    EXPECT_NEAR(one[i].loglik, three[i].loglik, 1e-4) << i;
+    EXPECT_NEAR(one[i].loglik, all[i].loglik, 1e-4) << i;
+    EXPECT_EQ(one[i].greedy, all[i].greedy) << i;
+  }
+  // Manual: log-softmax over one unpadded forward pass of the whole sequence.
+  const EncodedPair p = EncodePair(*tokenizer_, reqs[0]);
+  std::vector<int64_t> ids(p.context.begin(), p.context.end());
+  ids.insert(ids.end(), p.continuation.begin(), p.continuation.end());
+  at::Tensor input = at::tensor(ids, at::kLong).unsqueeze(0);
+  at::Tensor logp = at::log_softmax(model_->Forward(input), -1);
+  double manual = 0;
+  for (size_t k = 0; k < p.continuation.size(); ++k) {
+    const int64_t pos = static_cast<int64_t>(p.context.size() + k);
+    manual += logp[0][pos - 1][ids[pos]].item<double>();
+  }
+  EXPECT_NEAR(one[0].loglik, manual, 1e-4);
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+JobSpec EvalJob(const std::string& out_dir, nlohmann::json config) {
+  JobSpec job;
+  job.stage_name = "eval";
+  job.stage_type = "eval";
+  job.stage = {{"name", "eval"}, {"eval", std::move(config)}};
+  job.inputs["model"] = DataPath("models/stories260K");
+  job.data_dir = DataDir();
+  job.output_dir = out_dir;
+  return job;
+}
+
+// The end-to-end stage on stories260K: MMLU (2 subjects, 4 questions each, 1 shot) and
+// TruthfulQA (4 questions). stories260K knows only children's stories, so near-chance scores
+// are the honest result; the test pins the bookkeeping and the reproducibility record.
+TEST(EvalStage, RunsOnStories260KAndWritesTheRecord) {
+  model::SetComputeThreads(1);
+  const std::string out = ::testing::TempDir() + "/eval_stage_ok";
+  fs::remove_all(out);
+  JobSpec job = EvalJob(out, {{"suites", {"mmlu", "truthfulqa"}},
+                              {"mmlu_shots", 1},
+                              {"mmlu_subjects", {"abstract_algebra", "anatomy"}},
+                              {"limit", "4"},
+                              {"batch_size", 8},
+                              {"gates", {{"mmlu.acc", ">= 0"}}}});
+  RecordingEventSink events;
+  ASSERT_OK(RunEvalStage(job, events));
+  const nlohmann::json r = ReadJson(out + "/results.json");
+  const auto& mmlu = r["scores"]["mmlu"];
+  EXPECT_EQ(mmlu["questions"], 8);
+  EXPECT_EQ(mmlu["subjects"]["abstract_algebra"]["questions"], 4);
+  EXPECT_GE(mmlu["acc"].get<double>(), 0.0);
+  EXPECT_LE(mmlu["acc"].get<double>(), 1.0);
+  std::printf("stories260K: mmlu.acc %.4f  truthfulqa.mc1 %.4f mc2 %.4f\n", mmlu["acc"].get<double>(),
+              r["scores"]["truthfulqa"]["mc1"].get<double>(), r["scores"]["truthfulqa"]["mc2"].get<double>());
+  EXPECT_EQ(r["scores"]["truthfulqa"]["questions"], 4);
+  const double mc2 = r["scores"]["truthfulqa"]["mc2"].get<double>();
+  EXPECT_GT(mc2, 0.0);
+  EXPECT_LT(mc2, 1.0);
+  const auto& rec = r["records"]["mmlu"];
+  EXPECT_EQ(rec["shots"], 1);
+  EXPECT_EQ(rec["dataset_files"][0]["sha256"],
+            "4be89c0fb1d2419722e88880f6da3da95750367185ecd36f6492a6f74785cf64");
+  EXPECT_EQ(rec["template_sha256"].get<std::string>().size(), 64u);
+  EXPECT_FALSE(rec["engine_version"].get<std::string>().empty());
+  EXPECT_EQ(r["records"]["truthfulqa"]["dataset_files"][0]["sha256"],
+            "99d6ae7755e3b435eade956068c9de7c0c474770344237aeb66b56519ba4b697");
+  EXPECT_EQ(r["records"]["truthfulqa"]["shots"], 6);
+  EXPECT_TRUE(r["gates"][0]["passed"].get<bool>());
+  bool artifact = false;
+  for (const auto& e : events.events) {
+    if (e["event"] == "artifact" && e["name"] == "results") {
+      artifact = true;
+      EXPECT_EQ(e["path"], out + "/results.json");
+    }
+  }
+  EXPECT_TRUE(artifact);
+}
+
+TEST(EvalStage, FailedGateFailsTheStageWithAReport) {
+  const std::string out = ::testing::TempDir() + "/eval_stage_gate";
+  fs::remove_all(out);
+  JobSpec job = EvalJob(out, {{"suites", {"mmlu"}},
+                              {"mmlu_shots", 0},
+                              {"mmlu_subjects", {"anatomy"}},
+                              {"limit", 2},
+                              {"gates", {{"mmlu.acc", ">= 0.99"}, {"winrate_vs_sft", ">= 0.5"}}}});
+  RecordingEventSink events;
+  const absl::Status s = RunEvalStage(job, events);
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
+                          HasSubstr("gate mmlu.acc >= 0.99 failed: value ")));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("gate winrate_vs_sft >= 0.5 failed: no such score"));
+  // The results are written even when a gate fails: they explain the failure.
+  const nlohmann::json r = ReadJson(out + "/results.json");
+  EXPECT_EQ(r["scores"]["mmlu"]["questions"], 2);
+  EXPECT_FALSE(r["gates"][0]["passed"].get<bool>());
+}
+
+TEST(EvalStage, BadConfigIsAClearError) {
+  RecordingEventSink events;
+  EXPECT_THAT(RunEvalStage(EvalJob("/nonexistent", {{"suites", {"mmlu", "bogus"}}}), events),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("unknown suite 'bogus'")));
+  EXPECT_THAT(RunEvalStage(EvalJob("/nonexistent", {{"suites", {"mmlu"}}, {"gates", {{"mmlu.acc", "big"}}}}), events),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mmlu.acc")));
+  EXPECT_THAT(RunEvalStage(EvalJob("/nonexistent", nlohmann::json::object()), events),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("config.suites is empty")));
+}
+
+}  // namespace
+}  // namespace align::engine::eval
