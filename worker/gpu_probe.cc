@@ -2,7 +2,12 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "common/logging.h"
 
 namespace align::worker {
@@ -109,9 +114,34 @@ absl::StatusOr<std::vector<v1::GpuInfo>> NvmlGpuProbe::Probe() {
   return out;
 }
 
+VisibleGpuProbe::VisibleGpuProbe(std::shared_ptr<GpuProbe> inner, const std::string& visible)
+    : inner_(std::move(inner)) {
+  for (absl::string_view item : absl::StrSplit(visible, ',', absl::SkipWhitespace())) {
+    visible_.emplace_back(absl::StripAsciiWhitespace(item));
+  }
+}
+
+absl::StatusOr<std::vector<v1::GpuInfo>> VisibleGpuProbe::Probe() {
+  ASSIGN_OR_RETURN(std::vector<v1::GpuInfo> all, inner_->Probe());
+  std::vector<v1::GpuInfo> out;
+  for (const std::string& want : visible_) {
+    for (const v1::GpuInfo& g : all) {
+      const bool by_uuid = !g.uuid().empty() && (g.uuid() == want || g.uuid() == "GPU-" + want);
+      if (want == absl::StrCat(g.index()) || by_uuid) out.push_back(g);
+    }
+  }
+  return out;
+}
+
 std::unique_ptr<GpuProbe> DefaultGpuProbe() {
   auto nvml = NvmlGpuProbe::Create();
-  if (nvml.ok()) return std::move(nvml).value();
+  if (nvml.ok()) {
+    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible != nullptr) {
+      LOG(INFO) << "offering only the GPUs in CUDA_VISIBLE_DEVICES=" << visible;
+      return std::make_unique<VisibleGpuProbe>(std::move(nvml).value(), visible);
+    }
+    return std::move(nvml).value();
+  }
   LOG(INFO) << "no GPUs: " << nvml.status().message() << "; offering CPU slots only";
   return std::make_unique<StaticGpuProbe>();
 }

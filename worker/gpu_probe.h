@@ -52,7 +52,20 @@ class StaticGpuProbe final : public GpuProbe {
   std::vector<v1::GpuInfo> gpus_ ABSL_GUARDED_BY(mu_);
 };
 
-//! NVML when it loads, else an empty StaticGpuProbe (logged once).
+//! Keeps only the GPUs a CUDA_VISIBLE_DEVICES-style list names (indices or UUIDs, comma
+//! separated), so a worker started by Slurm or a container runtime offers only its share, while
+//! NVML (which ignores that variable) would list the whole node. Indices stay physical.
+class VisibleGpuProbe final : public GpuProbe {
+ public:
+  VisibleGpuProbe(std::shared_ptr<GpuProbe> inner, const std::string& visible);
+  absl::StatusOr<std::vector<v1::GpuInfo>> Probe() override;
+
+ private:
+  std::shared_ptr<GpuProbe> inner_;
+  std::vector<std::string> visible_;
+};
+
+//! NVML when it loads (limited to $CUDA_VISIBLE_DEVICES when set), else an empty StaticGpuProbe.
 std::unique_ptr<GpuProbe> DefaultGpuProbe();
 
 }  // namespace align::worker
