@@ -172,6 +172,7 @@ absl::Status Coordinator::Recover() {
       // Until it re-registers a worker is not given new work.
       if (w.status.state() == v1::WORKER_ALIVE) w.status.set_state(v1::WORKER_SUSPECT);
       w.last_heartbeat = now;
+      must_reregister_.insert(id);
     }
     LOG(INFO) << "recovered " << pipelines_.size() << " pipelines and " << running
               << " running attempts from the store; workers have " << absl::FormatDuration(grace)
@@ -1003,6 +1004,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
       resp.add_cancel_attempts(id);
     }
   }
+  must_reregister_.erase(request.worker_id());
   WorkerRt& w = workers_[request.worker_id()];
   if (w.status.incarnation() != request.incarnation()) w.pending.clear();
   w.status.set_worker_id(request.worker_id());
@@ -1026,7 +1028,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   v1::HeartbeatResponse resp;
   auto wit = workers_.find(request.worker_id());
   if (wit == workers_.end() || wit->second.status.incarnation() != request.incarnation() ||
-      wit->second.status.state() == v1::WORKER_DEAD) {
+      wit->second.status.state() == v1::WORKER_DEAD || must_reregister_.count(request.worker_id()) > 0) {
     resp.set_reregister(true);
     return resp;
   }
@@ -1072,7 +1074,7 @@ absl::StatusOr<v1::PollAssignmentsResponse> Coordinator::PollAssignments(
   v1::PollAssignmentsResponse resp;
   auto wit = workers_.find(request.worker_id());
   if (wit == workers_.end() || wit->second.status.incarnation() != request.incarnation() ||
-      wit->second.status.state() == v1::WORKER_DEAD) {
+      wit->second.status.state() == v1::WORKER_DEAD || must_reregister_.count(request.worker_id()) > 0) {
     resp.set_reregister(true);
     return resp;
   }

@@ -197,6 +197,9 @@ class Coordinator {
   std::map<std::string, WorkerRt> workers_ ABSL_GUARDED_BY(mu_);
   std::vector<Poller> pollers_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_reports_ ABSL_GUARDED_BY(mu_);
+  // Workers loaded at recovery that have not re-registered yet: their heartbeats and polls are
+  // answered with reregister, so they report what they still run.
+  std::set<std::string> must_reregister_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);  // run after unlocking
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
