@@ -108,11 +108,8 @@ absl::StatusOr<std::vector<std::vector<T>>> LoadAll(const std::vector<SourceSpec
       if (resolved.format == DataFormat::kUnspecified) {
         ASSIGN_OR_RETURN(resolved.format, InferDataFormat(row));
       }
-      if (spec.max_examples > 0 && static_cast<int64_t>(out[i].size()) >= spec.max_examples) {
-        return absl::OkStatus();
-      }
       return per_row(row, resolved, i, out[i]);
-    });
+    }, /*max_rows=*/spec.max_examples);  // max_examples counts source rows (an OASST tree is one)
     if (!stats.ok()) return MarkInputError(stats.status());
     report.SetRead(i, resolved, *stats);
   }
