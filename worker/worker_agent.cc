@@ -371,6 +371,9 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Start(const WorkerOpti
     impl->heartbeat_interval = o.heartbeat_interval;
   }
 
+  if (const int killed = KillOrphanedRanks(o.work_root); killed > 0) {
+    LOG(WARNING) << "killed " << killed << " orphaned rank(s) of a previous worker run";
+  }
   SupervisorOptions sup = o.supervisor;
   sup.align_train_path = o.align_train_path;
   sup.align_train_args = o.align_train_args;

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file,
                  "File holding the bearer token (role worker) for the coordinator");
   app.add_option("--worker-id", o.worker_id, "Stable worker name (default: the host name)");
-  app.add_option("--labels", labels, "Labels offered for placement, k=v (repeatable)");
+  app.add_option("--labels", labels, "Labels offered for placement: k=v, repeatable or comma-separated");
   app.add_option("--cpu-slots", o.cpu_slots, "CPU slots for CPU stages (0: online CPUs)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -73,7 +73,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   align::SetMinLogLevel(level);
-  for (const std::string& kv : labels) {
+  std::vector<std::string> label_items;
+  for (const std::string& arg : labels) {
+    for (absl::string_view item : absl::StrSplit(arg, ',', absl::SkipEmpty())) {
+      label_items.emplace_back(item);
+    }
+  }
+  for (const std::string& kv : label_items) {
     std::pair<std::string, std::string> parts = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     if (parts.first.empty() || kv.find('=') == std::string::npos) {
       std::fprintf(stderr, "--labels: '%s' is not k=v\n", kv.c_str());

@@ -92,6 +92,48 @@ int PickFreePort() {
   return port;
 }
 
+namespace {
+
+bool CarriesAttempt(pid_t pid, const std::string& attempt_id) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/environ"), std::ios::binary);
+  const std::string want = "ALIGN_ATTEMPT_ID=" + attempt_id;
+  std::string entry;
+  while (std::getline(in, entry, '\0')) {
+    if (entry == want) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int KillOrphanedRanks(const std::string& work_root) {
+  int killed = 0;
+  std::error_code ec;
+  const fs::path attempts = fs::path(work_root) / "attempts";
+  if (!fs::is_directory(attempts, ec)) return 0;
+  for (const auto& dir : fs::directory_iterator(attempts, ec)) {
+    const std::string attempt_id = dir.path().filename().string();
+    for (const auto& file : fs::directory_iterator(dir.path(), ec)) {
+      const std::string name = file.path().filename().string();
+      if (name.rfind("rank-", 0) != 0 || file.path().extension() != ".pid") continue;
+      std::ifstream in(file.path());
+      pid_t pgid = 0;
+      if (!(in >> pgid) || pgid <= 1) continue;
+      const std::vector<pid_t> members = ListProcessGroup(pgid);
+      bool ours = false;
+      for (pid_t m : members) ours = ours || CarriesAttempt(m, attempt_id);
+      if (ours) {
+        LOG(WARNING) << "killing " << members.size() << " process(es) of attempt " << attempt_id
+                     << " left by a previous run of the worker (process group " << pgid << ")";
+        kill(-pgid, SIGKILL);
+        ++killed;
+      }
+      fs::remove(file.path(), ec);
+    }
+  }
+  return killed;
+}
+
 absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Create(SupervisorOptions options,
                                                               ProcessLauncher& launcher,
                                                               Clock& clock) {
@@ -174,6 +216,9 @@ absl::Status Supervisor::Start(const v1::Assignment& assignment) {
     r.out = FileTailer(r.stdout_path);
     r.err = FileTailer(r.stderr_path);
   }
+  auto prefix_of = [&](const Rank& r) {
+    return (fs::path(a.dir) / absl::StrCat("rank-", r.rank)).string();
+  };
   for (Rank& r : a.ranks) {
     job.set_events_path(r.events.path());
     // The contract's file is <attempt dir>/job.json; several local ranks need one events_path each.
@@ -217,6 +262,7 @@ absl::Status Supervisor::Start(const v1::Assignment& assignment) {
       auto process = launcher_.Launch(spec);
       if (process.ok()) {
         r.process = std::move(process).value();
+        (void)WriteFile(prefix_of(r) + ".pid", absl::StrCat(r.process->pid(), "\n"));
         continue;
       }
       st = process.status();

@@ -117,4 +117,11 @@ class Supervisor {
 //! A TCP port free on this host right now (for MASTER_PORT when the coordinator gave none).
 int PickFreePort();
 
+//! Kills what a previous run of the daemon left behind: for every <work_root>/attempts/<id>/
+//! rank-<R>.pid whose process group still has a member carrying ALIGN_ATTEMPT_ID=<id> in its
+//! environment (so a reused pid is never hit), SIGKILLs the group. A new incarnation cannot adopt
+//! those ranks (the coordinator fails them and places the stage again), and they would hold GPUs.
+//! Returns the number of groups killed.
+int KillOrphanedRanks(const std::string& work_root);
+
 }  // namespace align::worker

@@ -4,6 +4,7 @@
 #include "worker/supervisor/supervisor.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 
@@ -321,6 +322,24 @@ TEST_F(SupervisorTest, ARedeliveredAssignmentIsIgnored) {
   EXPECT_THAT(s->Start(Assignment("../evil")), StatusIs(absl::StatusCode::kInvalidArgument));
   RunToEnd(*s, "a-dup");
   EXPECT_EQ(launcher_.pids().size(), 1u);
+}
+
+TEST_F(SupervisorTest, RanksLeftByACrashedWorkerAreKilledOnTheNextStart) {
+  auto s = Make({"--mode", "ignore_term", "--steps", "1"});
+  ASSERT_OK(s->Start(Assignment("a-orphan")));
+  ASSERT_TRUE(PollUntil([&] { return Step(*s, "a-orphan") == 1; }, [&] { s->Tick(); }));
+  const pid_t leader = launcher_.pids().at(0);
+  // The daemon "dies": its supervisor is gone, the rank lives on.
+  s.reset();
+  ASSERT_FALSE(ProcessGone(leader));
+  // A pid file naming an unrelated live group (our own) must not be acted on.
+  std::filesystem::create_directories(scratch_.path() + "/work/attempts/a-other");
+  std::ofstream(scratch_.path() + "/work/attempts/a-other/rank-0.pid") << getpgrp() << "\n";
+  EXPECT_EQ(KillOrphanedRanks(scratch_.path() + "/work"), 1);
+  EXPECT_TRUE(PollUntil([&] { return ListProcessGroup(leader).empty(); }));
+  // Reap it: the test process is its parent.
+  waitpid(leader, nullptr, 0);
+  EXPECT_EQ(KillOrphanedRanks(scratch_.path() + "/work"), 0);
 }
 
 }  // namespace
