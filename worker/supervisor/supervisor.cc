@@ -34,6 +34,7 @@ struct Supervisor::Rank {
   EventParser parser;
   size_t artifacts_reported = 0;
   int64_t rss_bytes = 0;
+  absl::Time rss_at = absl::InfinitePast();
 };
 
 struct Supervisor::Attempt {
@@ -600,7 +601,13 @@ std::vector<RankSnapshot> Supervisor::Snapshot() {
       s.rank = r.rank;
       s.progress = r.parser.progress();
       s.running = !a->ended;
-      s.rss_bytes = (r.process && !r.exit) ? r.process->RssBytes() : 0;
+      // A /proc scan per rank is not free on a busy host: refresh RSS every few seconds only.
+      const absl::Time now = absl::Now();
+      if (r.process && !r.exit && now - r.rss_at > absl::Seconds(5)) {
+        r.rss_bytes = r.process->RssBytes();
+        r.rss_at = now;
+      }
+      s.rss_bytes = (r.process && !r.exit) ? r.rss_bytes : 0;
       out.push_back(std::move(s));
     }
   }

@@ -222,6 +222,11 @@ TEST_F(SupervisorTest, CancelStopsARunningAttempt) {
   auto s = Make({"--mode", "run"});
   ASSERT_OK(s->Start(Assignment("a-run")));
   ASSERT_TRUE(PollUntil([&] { return Step(*s, "a-run") >= 2; }, [&] { s->Tick(); }));
+  const std::vector<RankSnapshot> snap = s->Snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_TRUE(snap[0].running);
+  EXPECT_GT(snap[0].rss_bytes, 0);  // from /proc/<pid>/status
+  EXPECT_EQ(snap[0].pipeline_id, "p-1");
   s->Cancel("a-run", StopCause::kUserCancel, "cancelled by alice");
   const v1::AttemptExit exit = RunToEnd(*s, "a-run");
   EXPECT_EQ(exit.state(), v1::ATTEMPT_CANCELLED);
