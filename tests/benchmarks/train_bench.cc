@@ -1,0 +1,158 @@
+// SFT and DPO training-step throughput (tokens/s) of the engine next to a PyTorch eager reference
+// of the same step (tests/benchmarks/reference/train_reference.py: same model, batch, sequence
+// length and threads), measured in one run. Models: stories260K (small) and a random 4-layer
+// 256-wide Llama (medium). Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <nlohmann/json.hpp>
+
+#include "worker/engine/data/batching.h"
+#include "worker/engine/model/model.h"
+#include "worker/engine/train/losses.h"
+#include "worker/engine/train/optim.h"
+#include "worker/engine/train/trainer.h"
+
+namespace {
+
+using namespace align::engine;
+
+struct Args {
+  int threads = 1;
+  int64_t batch = 8;
+  int64_t seq = 128;
+  int steps = 5;
+};
+
+at::Tensor Labels(const at::Tensor& ids) {
+  at::Tensor labels = ids.clone();
+  labels.narrow(1, 0, ids.size(1) / 2).fill_(-100);
+  return labels;
+}
+
+double Best(int steps, const std::function<void()>& fn) {
+  fn();  // warm-up
+  double best = 1e30;
+  for (int i = 0; i < steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+nlohmann::json Bench(model::CausalLM& policy, const Args& a) {
+  const int64_t vocab = policy.config().vocab_size;
+  auto ref = policy.Clone();
+  policy.SetTrainable(true);
+  train::AdamW opt(policy.NamedParameters(), {});
+  auto params = policy.Parameters();
+  at::manual_seed(1);
+  at::Tensor ids = at::randint(3, vocab, {a.batch, a.seq}, at::kLong);
+  at::Tensor labels = Labels(ids);
+  nlohmann::json out;
+  const double sft = Best(a.steps, [&] {
+    opt.ZeroGrad();
+    at::Tensor logits = policy.Forward(ids);
+    train::TokenNll nll = train::ComputeTokenNll(logits, labels);
+    train::GlobalMeanShare(nll.nll, nll.tokens).backward();
+    train::ClipGradNorm(params, 1.0);
+    opt.Step(1e-4);
+  });
+  out["sft_tokens_per_s"] = static_cast<double>(a.batch * a.seq) / sft;
+  at::Tensor ids2 = at::randint(3, vocab, {2 * a.batch, a.seq}, at::kLong);
+  at::Tensor labels2 = Labels(ids2);
+  train::DpoOptions o;
+  const double dpo = Best(a.steps, [&] {
+    opt.ZeroGrad();
+    train::CompletionLogps lp = train::ComputeCompletionLogps(policy.Forward(ids2), labels2);
+    train::CompletionLogps rl;
+    {
+      at::NoGradGuard no_grad;
+      rl = train::ComputeCompletionLogps(ref->Forward(ids2), labels2);
+    }
+    train::PairLogps l{lp.sums.narrow(0, 0, a.batch), lp.sums.narrow(0, a.batch, a.batch),
+                       rl.sums.narrow(0, 0, a.batch), rl.sums.narrow(0, a.batch, a.batch),
+                       lp.counts.narrow(0, 0, a.batch), lp.counts.narrow(0, a.batch, a.batch)};
+    train::DpoLoss(o, l).losses.mean().backward();
+    train::ClipGradNorm(params, 1.0);
+    opt.Step(1e-4);
+  });
+  out["dpo_tokens_per_s"] = static_cast<double>(2 * a.batch * a.seq) / dpo;
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) a.threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batch")) a.batch = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--seq")) a.seq = std::atoll(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--steps")) a.steps = std::atoi(argv[i + 1]);
+  }
+  model::SetComputeThreads(a.threads);
+  const char* env = std::getenv("ALIGN_DATA_DIR");
+  const std::string data = env && *env ? env : ALIGN_TEST_DATA_DIR;
+  const std::string model_dir = data + "/models/stories260K";
+  auto small = model::CausalLM::Load(model_dir, {});
+  if (!small.ok()) {
+    std::fprintf(stderr, "%s\n", small.status().ToString().c_str());
+    return 1;
+  }
+  model::ModelConfig mc;
+  mc.hidden_size = 256;
+  mc.intermediate_size = 688;
+  mc.num_hidden_layers = 4;
+  mc.num_attention_heads = 8;
+  mc.num_key_value_heads = 8;
+  mc.head_dim = 32;
+  mc.vocab_size = 2048;
+  mc.rms_norm_eps = 1e-6;
+  mc.max_position_embeddings = 1024;
+  auto medium = model::CausalLM::FromConfig(mc, 0);
+  if (!medium.ok()) {
+    std::fprintf(stderr, "%s\n", medium.status().ToString().c_str());
+    return 1;
+  }
+  nlohmann::json ours = {{"small", Bench(**small, a)}, {"medium", Bench(**medium, a)}};
+
+  // The reference script sits beside this source file (CMake compiles it by absolute path).
+  std::string here = __FILE__;
+  here = here.substr(0, here.find_last_of('/'));
+  const std::string cmd = "/usr/bin/python3 " + here + "/reference/train_reference.py --model " + model_dir +
+                          " --threads " + std::to_string(a.threads) + " --batch " +
+                          std::to_string(a.batch) + " --seq " + std::to_string(a.seq) +
+                          " --steps " + std::to_string(a.steps);
+  nlohmann::json ref;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    std::string text;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof(buf), p)) text.append(buf, n);
+    pclose(p);
+    ref = nlohmann::json::parse(text, nullptr, false);
+  }
+  std::printf("train_bench: threads %d, batch %lld, seq %lld (DPO: %lld rows), best of %d steps\n",
+              a.threads, static_cast<long long>(a.batch), static_cast<long long>(a.seq),
+              static_cast<long long>(2 * a.batch), a.steps);
+  std::printf("%-8s %-4s %14s %14s %8s\n", "model", "step", "engine tok/s", "pytorch tok/s", "ratio");
+  for (const char* m : {"small", "medium"}) {
+    for (const char* s : {"sft", "dpo"}) {
+      const std::string key = std::string(s) + "_tokens_per_s";
+      const double e = ours[m][key].get<double>();
+      const double r = ref.is_object() && ref.contains(m) ? ref[m][key].get<double>() : 0.0;
+      std::printf("%-8s %-4s %14.0f %14.0f %8s\n", m, s, e, r,
+                  r > 0 ? (std::to_string(e / r).substr(0, 5) + "x").c_str() : "n/a");
+    }
+  }
+  if (!ref.is_object()) std::printf("(reference failed to run: %s)\n", cmd.c_str());
+  return 0;
+}
