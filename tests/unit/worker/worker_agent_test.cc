@@ -58,8 +58,14 @@ class FakeWorkerService final : public v1::WorkerService::Service {
                              v1::ReportAttemptResponse* resp) override {
     absl::MutexLock lock(&mu_);
     if (down_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
-    resp->set_accepted(true);
     ++report_calls_;
+    if (reject_) {
+      ++rejected_;
+      resp->set_accepted(false);
+      resp->set_cancel(true);
+      return grpc::Status::OK;
+    }
+    resp->set_accepted(true);
     if (!seen_report_ids_.insert(req->report_id()).second) return grpc::Status::OK;  // replay
     reports_.push_back(*req);
     if (req->has_exit()) exits_[req->attempt_id()].push_back(req->exit());
@@ -73,6 +79,14 @@ class FakeWorkerService final : public v1::WorkerService::Service {
   void Assign(v1::Assignment a) {
     absl::MutexLock lock(&mu_);
     queue_.push_back(std::move(a));
+  }
+  void RejectReports() {
+    absl::MutexLock lock(&mu_);
+    reject_ = true;
+  }
+  int rejected() {
+    absl::MutexLock lock(&mu_);
+    return rejected_;
   }
   void SetDown(bool down) {
     absl::MutexLock lock(&mu_);
@@ -106,6 +120,8 @@ class FakeWorkerService final : public v1::WorkerService::Service {
  private:
   absl::Mutex mu_;
   bool down_ ABSL_GUARDED_BY(mu_) = false;
+  bool reject_ ABSL_GUARDED_BY(mu_) = false;
+  int rejected_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<v1::RegisterWorkerRequest> registrations_ ABSL_GUARDED_BY(mu_);
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   int report_calls_ ABSL_GUARDED_BY(mu_) = 0;
@@ -255,6 +271,21 @@ TEST_F(WorkerAgentTest, ReportsAreBufferedThroughAnOutageAndReplayedOnce) {
   ASSERT_EQ(exits.size(), 1u);
   EXPECT_EQ(exits[0].state(), v1::ATTEMPT_SUCCEEDED);
   EXPECT_EQ(agent_->BufferedReports(), 0);
+  ExpectNoProcessLeft();
+}
+
+TEST_F(WorkerAgentTest, AnAttemptWhoseReportsAreRefusedTwiceIsStopped) {
+  ASSERT_OK_AND_ASSIGN(agent_, WorkerAgent::Start(Options({"--mode", "run"})));
+  ASSERT_TRUE(PollUntil([&] { return agent_->registered(); }));
+  service_.RejectReports();
+  service_.Assign(Assignment("a-5"));
+  // First refusal: the worker registers again (the coordinator may have restarted); second
+  // refusal after that: the attempt is given up and its ranks are killed.
+  ASSERT_TRUE(PollUntil([&] { return service_.rejected() >= 2; }));
+  ASSERT_TRUE(PollUntil([&] { return agent_->ActiveAttempts().empty(); }));
+  EXPECT_GE(service_.Registrations().size(), 2u);
+  EXPECT_TRUE(service_.Exits("a-5").empty());
+  ASSERT_EQ(launcher_->pids().size(), 1u);
   ExpectNoProcessLeft();
 }
 
