@@ -182,6 +182,7 @@ absl::Status Coordinator::Recover() {
 }
 
 absl::Status Coordinator::LoadSnapshot(const StoreSnapshot& snap) {
+  schedule_dirty_ = true;
   // Pollers and pending assignments are memory only; keep the pollers, rebuild everything else.
   std::map<std::string, WorkerRt> old_workers;
   old_workers.swap(workers_);
@@ -368,7 +369,10 @@ void Coordinator::SetStageState(PipelineRt& p, StageRt& s, StageState state,
   const absl::Time now = clock_.Now();
   s.row.status.set_state(state);
   s.row.status.set_reason(reason);
-  if (state == v1::STAGE_QUEUED) SetTs(s.row.status.mutable_ready_at(), now);
+  if (state == v1::STAGE_QUEUED) {
+    SetTs(s.row.status.mutable_ready_at(), now);
+    schedule_dirty_ = true;
+  }
   if (state != v1::STAGE_QUEUED) {
     s.row.status.clear_waiting_reason();
     s.row.status.set_queue_position(0);
@@ -398,6 +402,7 @@ void Coordinator::SetAttemptState(PipelineRt& p, StageRt& s, AttemptRt& a, Attem
     SetTs(a.row.status.mutable_started_at(), now);
   }
   if (!Active(a)) {
+    schedule_dirty_ = true;  // its slots are free again
     SetTs(a.row.status.mutable_finished_at(), now);
     a.row.lease_id.clear();
     a.row.lease_expires = absl::InfinitePast();
@@ -1015,6 +1020,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Coordinator::RegisterWorker(
   SetTs(w.status.mutable_last_heartbeat(), now);
   w.last_heartbeat = now;
   t.workers.insert(request.worker_id());
+  schedule_dirty_ = true;
   RETURN_IF_ERROR(Commit(t));
   LOG(INFO) << "worker " << request.worker_id() << " registered (incarnation "
             << request.incarnation() << ", " << request.inventory().gpus_size() << " GPUs, "
@@ -1039,6 +1045,7 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(const v1::Heartbeat
   if (w.status.state() != v1::WORKER_ALIVE && w.status.state() != v1::WORKER_DRAINING) {
     w.status.set_state(v1::WORKER_ALIVE);
     t.workers.insert(request.worker_id());
+    schedule_dirty_ = true;
   }
   if (request.gpus_size() > 0) {
     *w.status.mutable_inventory()->mutable_gpus() = request.gpus();
@@ -1336,11 +1343,13 @@ absl::Status Coordinator::Tick() {
         w.status.set_state(v1::WORKER_DEAD);
         w.pending.clear();
         t.workers.insert(id);
+        schedule_dirty_ = true;
         LOG(WARNING) << "worker " << id << " missed heartbeats for "
                      << absl::FormatDuration(now - w.last_heartbeat) << "; marked DEAD";
       } else if (ws == v1::WORKER_ALIVE && now - w.last_heartbeat >= 3 * config_.heartbeat_interval) {
         w.status.set_state(v1::WORKER_SUSPECT);
         t.workers.insert(id);
+        schedule_dirty_ = true;
       }
     }
     for (auto& [pid, p] : pipelines_) {
@@ -1372,6 +1381,15 @@ absl::Status Coordinator::Tick() {
 absl::Status Coordinator::ScheduleLocked() {
   const absl::Time started = absl::Now();
   const absl::Time now = clock_.Now();
+  // Nothing changed that could place a stage: only refresh waiting reasons, once a second.
+  if (!schedule_dirty_ && started - last_schedule_ < absl::Seconds(1)) return absl::OkStatus();
+  // With no worker to place on, waiting reasons are all the same: refresh them once a second.
+  const bool any_alive = std::any_of(workers_.begin(), workers_.end(), [](const auto& w) {
+    return w.second.status.state() == v1::WORKER_ALIVE;
+  });
+  if (!any_alive && started - last_schedule_ < absl::Seconds(1)) return absl::OkStatus();
+  schedule_dirty_ = false;
+  last_schedule_ = started;
   std::vector<SchedStage> queued;
   for (const auto& [pid, p] : pipelines_) {
     if (p->row.status.state() == v1::PIPELINE_CANCELLING) continue;
@@ -1527,6 +1545,10 @@ absl::Status Coordinator::ScheduleLocked() {
 
 void Coordinator::UpdateGauges() {
   if (metrics_ == nullptr) return;
+  // O(pipelines): refreshed at most every 500 ms, not on every tick.
+  const absl::Time now = absl::Now();
+  if (now - last_gauges_ < absl::Milliseconds(500)) return;
+  last_gauges_ = now;
   std::map<std::string, int> ps, ss;
   int queued = 0, alive = 0;
   for (const auto& [id, p] : pipelines_) {

@@ -203,6 +203,11 @@ class Coordinator {
   std::map<std::pair<std::string, std::string>, Waiting> waiting_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void()>> callbacks_ ABSL_GUARDED_BY(mu_);  // run after unlocking
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set when something a placement depends on changed (a stage queued, slots freed, a worker
+  // came or went); otherwise the scheduler runs once a second to refresh waiting reasons.
+  bool schedule_dirty_ ABSL_GUARDED_BY(mu_) = true;
+  absl::Time last_schedule_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Time last_gauges_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t event_seq_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time recovery_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::CondVar events_cv_;

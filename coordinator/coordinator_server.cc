@@ -75,9 +75,9 @@ struct CoordinatorServer::Impl {
       if (!s.ok() && !Stopping()) LOG(WARNING) << "scheduler tick: " << s;
       core->ExpirePolls(absl::Now());
       // Run again as soon as something happened, else on the timer; never more often than
-      // every 2 ms so a burst of submits is scheduled in batches.
+      // every 5 ms so a burst of submits is scheduled in batches and submits keep the lock.
       seen = core->WaitForEvents(seen, options.tick_interval);
-      absl::SleepFor(absl::Milliseconds(2));
+      absl::SleepFor(absl::Milliseconds(5));
     }
   }
 

@@ -3,6 +3,8 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <thread>
+#include <vector>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -21,18 +23,59 @@ std::string Authorization(grpc::CallbackServerContext* ctx) {
 
 std::string CodeName(absl::StatusCode code) { return absl::StatusCodeToString(code); }
 
-// Authenticates, runs `body`, records metrics and finishes the call.
+// Handlers block on fsync (group commit), so they run on this pool instead of gRPC's few
+// callback threads: many submits in flight at once share one commit.
+class HandlerPool {
+ public:
+  explicit HandlerPool(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
+  }
+  void Post(std::function<void()> f) {
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(std::move(f));
+  }
+  static HandlerPool& Get() {
+    static HandlerPool* pool = new HandlerPool(64);  // lives for the process
+    return *pool;
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::function<void()> f;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty(); };
+        mu_.Await(absl::Condition(&ready));
+        f = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      f();
+    }
+  }
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> threads_;
+};
+
+// Authenticates, runs `body` on the handler pool, records metrics and finishes the call.
 grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const TokenAuth& auth,
                                 CoordinatorMetrics* metrics, const char* method, Role role,
-                                const std::function<absl::Status(const std::string&)>& body) {
+                                std::function<absl::Status(const std::string&)> body) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> who = auth.Check(Authorization(ctx), role);
-  absl::Status status = who.ok() ? body(*who) : who.status();
-  if (metrics != nullptr) {
-    metrics->ObserveRpc(method, CodeName(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
+  auto finish = [reactor, metrics, method, start](const absl::Status& status) {
+    if (metrics != nullptr) {
+      metrics->ObserveRpc(method, CodeName(status.code()), absl::ToDoubleSeconds(absl::Now() - start));
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  };
+  if (!who.ok()) {
+    finish(who.status());
+    return reactor;
   }
-  reactor->Finish(ToGrpcStatus(status));
+  HandlerPool::Get().Post([body = std::move(body), who = *who, finish]() { finish(body(who)); });
   return reactor;
 }
 
@@ -153,7 +196,7 @@ void StreamHub::Forget(StreamWaker* w) {
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitPipeline(
     grpc::CallbackServerContext* ctx, const v1::SubmitPipelineRequest* req,
     v1::SubmitPipelineResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "SubmitPipeline", Role::kUser, [&](const std::string& who) {
+  return Unary(ctx, auth_, metrics_, "SubmitPipeline", Role::kUser, [this, req, resp](const std::string& who) {
     ASSIGN_OR_RETURN(*resp, core_.SubmitPipeline(*req, who));
     return absl::OkStatus();
   });
@@ -162,7 +205,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::SubmitPipeline(
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetPipeline(grpc::CallbackServerContext* ctx,
                                                               const v1::GetPipelineRequest* req,
                                                               v1::PipelineStatus* resp) {
-  return Unary(ctx, auth_, metrics_, "GetPipeline", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "GetPipeline", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.GetPipeline(*req));
     return absl::OkStatus();
   });
@@ -171,7 +214,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetPipeline(grpc::CallbackServ
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListPipelines(
     grpc::CallbackServerContext* ctx, const v1::ListPipelinesRequest* req,
     v1::ListPipelinesResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "ListPipelines", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "ListPipelines", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.ListPipelines(*req));
     return absl::OkStatus();
   });
@@ -180,7 +223,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListPipelines(
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelPipeline(
     grpc::CallbackServerContext* ctx, const v1::CancelPipelineRequest* req,
     v1::CancelPipelineResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "CancelPipeline", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "CancelPipeline", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.CancelPipeline(*req));
     return absl::OkStatus();
   });
@@ -189,7 +232,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::CancelPipeline(
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::RetryStage(grpc::CallbackServerContext* ctx,
                                                              const v1::RetryStageRequest* req,
                                                              v1::RetryStageResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "RetryStage", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "RetryStage", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.RetryStage(*req));
     return absl::OkStatus();
   });
@@ -248,7 +291,7 @@ grpc::ServerWriteReactor<v1::LogLine>* CoordinatorServiceImpl::StreamLogs(
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetMetrics(grpc::CallbackServerContext* ctx,
                                                              const v1::GetMetricsRequest* req,
                                                              v1::GetMetricsResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "GetMetrics", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "GetMetrics", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.GetMetrics(*req));
     return absl::OkStatus();
   });
@@ -257,7 +300,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::GetMetrics(grpc::CallbackServe
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                               const v1::ListWorkersRequest* req,
                                                               v1::ListWorkersResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "ListWorkers", Role::kUser, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "ListWorkers", Role::kUser, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.ListWorkers(*req));
     return absl::OkStatus();
   });
@@ -268,7 +311,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListWorkers(grpc::CallbackServ
 grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(grpc::CallbackServerContext* ctx,
                                                             const v1::RegisterWorkerRequest* req,
                                                             v1::RegisterWorkerResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "RegisterWorker", Role::kWorker, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "RegisterWorker", Role::kWorker, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.RegisterWorker(*req));
     return absl::OkStatus();
   });
@@ -277,7 +320,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::RegisterWorker(grpc::CallbackServer
 grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
                                                        const v1::HeartbeatRequest* req,
                                                        v1::HeartbeatResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "Heartbeat", Role::kWorker, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "Heartbeat", Role::kWorker, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.Heartbeat(*req));
     return absl::OkStatus();
   });
@@ -317,7 +360,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::PollAssignments(grpc::CallbackServe
 grpc::ServerUnaryReactor* WorkerServiceImpl::ReportAttempt(grpc::CallbackServerContext* ctx,
                                                            const v1::ReportAttemptRequest* req,
                                                            v1::ReportAttemptResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "ReportAttempt", Role::kWorker, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "ReportAttempt", Role::kWorker, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.ReportAttempt(*req));
     return absl::OkStatus();
   });
@@ -326,7 +369,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::ReportAttempt(grpc::CallbackServerC
 grpc::ServerUnaryReactor* WorkerServiceImpl::Rendezvous(grpc::CallbackServerContext* ctx,
                                                         const v1::RendezvousRequest* req,
                                                         v1::RendezvousResponse* resp) {
-  return Unary(ctx, auth_, metrics_, "Rendezvous", Role::kWorker, [&](const std::string&) {
+  return Unary(ctx, auth_, metrics_, "Rendezvous", Role::kWorker, [this, req, resp](const std::string&) {
     ASSIGN_OR_RETURN(*resp, core_.Rendezvous(*req));
     return absl::OkStatus();
   });

@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
 #include "align/v1/coordinator.grpc.pb.h"
 #include "align/v1/worker.grpc.pb.h"
 #include "common/testing/status_matchers.h"
@@ -177,8 +178,12 @@ TEST_F(ServerTest, PipelineRunsThroughFakeWorkerAndWatchStreamEnds) {
   ASSERT_EQ(lw.workers_size(), 1);
   EXPECT_EQ(lw.workers(0).free_cpu_slots(), 2);
 
-  const std::string metrics = HttpGet(server_->metrics_port(), "/metrics");
-  EXPECT_THAT(metrics, HasSubstr("align_pipelines{state=\"PIPELINE_SUCCEEDED\"} 1"));
+  std::string metrics;
+  // Gauges refresh every 500 ms.
+  EXPECT_TRUE(Eventually([&] {
+    metrics = HttpGet(server_->metrics_port(), "/metrics");
+    return absl::StrContains(metrics, "align_pipelines{state=\"PIPELINE_SUCCEEDED\"} 1");
+  }));
   EXPECT_THAT(metrics, HasSubstr("align_rpcs_total{code=\"OK\",method=\"SubmitPipeline\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("align_assignment_latency_seconds_count 1"));
 }
