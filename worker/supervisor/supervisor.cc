@@ -285,8 +285,9 @@ absl::Status Supervisor::Start(const v1::Assignment& assignment) {
 
 void Supervisor::BeginStop(Attempt& a, StopCause cause, const std::string& reason,
                            absl::Time now) {
-  if (a.stop != StopCause::kNone && a.stop != StopCause::kLeftovers) return;
-  // A user cancel or a lost lease outranks tidying up after a successful exit.
+  // The first cause wins: a cancel arriving while leftovers of a successful attempt are being
+  // killed does not turn that success into a cancellation.
+  if (a.stop != StopCause::kNone) return;
   a.stop = cause;
   a.stop_reason = reason;
   if (a.term_sent_at == absl::InfinitePast()) a.term_sent_at = now;

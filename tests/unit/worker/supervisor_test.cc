@@ -128,6 +128,7 @@ TEST_F(SupervisorTest, SuccessfulAttemptReportsProgressArtifactsAndExit) {
   EXPECT_THAT(lines, Contains("stdout:env MASTER_PORT=29555"));
   EXPECT_THAT(lines, Contains("stdout:env CUDA_VISIBLE_DEVICES=1"));
   EXPECT_THAT(lines, Contains("stdout:env OMP_NUM_THREADS=2"));
+  EXPECT_THAT(lines, Contains("stdout:env ALIGN_DATA_DIR=/data/root"));
   EXPECT_THAT(lines, Contains("stderr:step 3/3 loss 0.6667"));
   ASSERT_EQ(artifacts.size(), 1u);
   EXPECT_EQ(artifacts[0].name(), "model");
