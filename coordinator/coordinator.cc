@@ -1355,7 +1355,16 @@ absl::Status Coordinator::Tick() {
     for (auto& [pid, p] : pipelines_) {
       if (PipelineTerminal(p->row.status.state())) continue;
       for (auto& s : p->stages) {
+        const int64_t timeout_s = SpecOf(*p, *s).timeout_seconds();
         for (auto& a : s->attempts) {
+          if (timeout_s > 0 && Active(*a) && a->row.status.has_started_at() &&
+              now - FromTs(a->row.status.started_at()) >= absl::Seconds(timeout_s)) {
+            // The worker sees the attempt ended in its next heartbeat and stops the ranks.
+            FailAttempt(*p, *s, *a, v1::USER_ERROR,
+                        absl::StrCat("timed out after ", timeout_s, " s (stage timeout_seconds)"),
+                        nullptr, t);
+            continue;
+          }
           if (!Active(*a) || a->row.lease_expires > now) continue;
           if (metrics_ != nullptr) metrics_->IncLeaseExpirations();
           std::string who = a->row.placement.empty() ? "" : a->row.placement.front().worker_id;

@@ -343,6 +343,29 @@ TEST_F(CoordinatorTest, CancelPropagatesThroughHeartbeatAndIsConfirmed) {
   EXPECT_EQ(StageOf(p, "sft").attempts(0).state(), v1::ATTEMPT_CANCELLED);
 }
 
+TEST_F(CoordinatorTest, StageTimeoutFailsTheAttemptAndTheWorkerIsToldToStop) {
+  v1::PipelineSpec spec = SftSpec();
+  spec.mutable_stages(0)->set_timeout_seconds(60);
+  const std::string id = SubmitOk(spec);
+  FakeWorker w(*core_, "w1");
+  ASSERT_OK(w.Register());
+  ASSERT_OK(core_->Tick());
+  auto got = w.Poll();
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_OK(w.Heartbeat({got[0].attempt_id()}));
+  for (int i = 0; i < 12; ++i) {
+    clock_.Advance(absl::Seconds(5));
+    ASSERT_OK(w.Heartbeat({got[0].attempt_id()}));
+    ASSERT_OK(core_->Tick());
+  }
+  v1::StageStatus s = StageOf(Get(id), "sft");
+  EXPECT_EQ(s.state(), v1::STAGE_FAILED);
+  EXPECT_EQ(s.attempts(0).failure_class(), v1::USER_ERROR);
+  EXPECT_EQ(s.attempts(0).reason(), "timed out after 60 s (stage timeout_seconds)");
+  ASSERT_OK_AND_ASSIGN(auto hb, w.Heartbeat({got[0].attempt_id()}));
+  EXPECT_THAT(hb.cancel_attempts(), ElementsAre(got[0].attempt_id()));
+}
+
 TEST_F(CoordinatorTest, GpuStageOnCpuClusterFailsFastWithReason) {
   v1::PipelineSpec spec = SftSpec();
   spec.mutable_stages(0)->mutable_resources()->set_gpus_per_rank(1);
