@@ -12,6 +12,7 @@
 //   run          steps until it is signalled (default SIGTERM handling)
 //   fork_child   forks a child that ignores SIGTERM and outlives it; the parent succeeds
 //   hang         a few steps, then no more events (sleeps until killed)
+//   rank1_exit3  rank 1 fails like exit3; every other rank runs until signalled
 //   gate         a few steps, waits for the file --gate names to exist, then succeeds
 // --steps N (3), --step-ms MS (5), --pid-file F (fork_child writes the child's pid there).
 #include <signal.h>
@@ -119,6 +120,7 @@ int main(int argc, char** argv) {
         {"world_size", 1}, {"resumed_from", nullptr}, {"engine_version", "fake"}});
   Emit({{"event", "phase"}, {"phase", "train"}, {"message", "training"}});
 
+  if (mode == "rank1_exit3") mode = rank == 1 ? "exit3" : "run";
   if (mode == "ignore_term") signal(SIGTERM, SIG_IGN);
   if (mode == "run") {
     for (int i = 1;; ++i) Steps(i, 1, 1000000, step_ms);

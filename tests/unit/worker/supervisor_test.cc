@@ -321,6 +321,21 @@ TEST_F(SupervisorTest, TwoLocalRanksGetTheirOwnJobFilesAndEnvironment) {
   ExpectNoProcessLeft();
 }
 
+TEST_F(SupervisorTest, OneFailingRankStopsTheOthersAndDecidesTheClass) {
+  auto s = Make({"--mode", "rank1_exit3"});
+  v1::Assignment a = Assignment("a-gang");
+  a.set_world_size(2);
+  a.add_ranks(1);
+  ASSERT_OK(s->Start(a));
+  const v1::AttemptExit exit = RunToEnd(*s, "a-gang");
+  EXPECT_EQ(exit.state(), v1::ATTEMPT_FAILED);
+  EXPECT_EQ(exit.failure_class(), v1::USER_ERROR);
+  EXPECT_EQ(exit.exit_code(), 3);
+  EXPECT_THAT(exit.reason(), HasSubstr("rank 1 exited with code 3 (bad data or model input)"));
+  EXPECT_EQ(launcher_.pids().size(), 2u);
+  ExpectNoProcessLeft();
+}
+
 TEST_F(SupervisorTest, ARedeliveredAssignmentIsIgnored) {
   auto s = Make({"--mode", "succeed"});
   ASSERT_OK(s->Start(Assignment("a-dup")));
