@@ -714,6 +714,14 @@ absl::StatusOr<v1::SubmitPipelineResponse> Coordinator::SubmitPipeline(
   {
     absl::MutexLock lock(&mu_);
     const std::string id = p->row.status.pipeline_id();
+    if (pipelines_.count(id) > 0) {
+      // A reload from the store (after another call's failed commit) already brought it in.
+      if (!rid.empty()) inflight_requests_.erase(rid);
+      resp.set_pipeline_id(id);
+      *resp.mutable_status() = BuildStatus(*pipelines_[id], false);
+      events_cv_.SignalAll();
+      return resp;
+    }
     p->order = next_order_++;
     names_.insert({p->row.status.name(), id});
     if (!rid.empty()) {
