@@ -1,0 +1,69 @@
+// MMLU scoring throughput on stories260K (questions per second) and how the log-likelihood batch
+// size changes it. The reference is batch size 1 (one forward pass per continuation), measured in
+// the same run; each line prints its speedup over it.
+//
+//   build/bin/eval_bench [questions_per_subject=10] [shots=5] [threads=0]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "worker/engine/eval/loglik.h"
+#include "worker/engine/eval/multiple_choice.h"
+#include "worker/engine/model/model.h"
+#include "worker/engine/tokenizer/tokenizer.h"
+
+namespace {
+
+std::string DataDir() {
+  if (const char* env = std::getenv("ALIGN_DATA_DIR"); env != nullptr && *env != '\0') return env;
+  return ALIGN_TEST_DATA_DIR;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace align::engine;
+  std::setvbuf(stdout, nullptr, _IONBF, 0);  // progress visible even if the run is cut short
+  const int per_subject = argc > 1 ? std::atoi(argv[1]) : 10;
+  const int shots = argc > 2 ? std::atoi(argv[2]) : 5;
+  const int threads = argc > 3 ? std::atoi(argv[3]) : 0;
+  model::SetComputeThreads(threads);
+  const std::string dir = DataDir() + "/models/stories260K";
+  auto tok = Tokenizer::Load(dir);
+  auto lm = model::CausalLM::Load(dir, {});
+  if (!tok.ok() || !lm.ok()) {
+    std::fprintf(stderr, "cannot load %s: %s %s\n", dir.c_str(), tok.status().ToString().c_str(),
+                 lm.status().ToString().c_str());
+    return 1;
+  }
+  eval::MmluOptions options;
+  options.shots = shots;
+  options.subjects = {"abstract_algebra", "high_school_geography", "philosophy", "virology"};
+  options.limit = per_subject;
+  std::printf("MMLU on stories260K: %zu subjects x %d questions, %d-shot, 4 continuations each\n",
+              options.subjects.size(), per_subject, shots);
+  double reference_qps = 0;
+  double reference_acc = -1;
+  for (int batch : {1, 4, 16, 64}) {
+    const auto fn = eval::MakeLoglikFn(**lm, **tok, {.batch_size = batch});
+    // One warm-up pass, then the timed one.
+    (void)eval::RunMmlu(DataDir() + "/eval/mmlu", options, fn);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto scores = eval::RunMmlu(DataDir() + "/eval/mmlu", options, fn);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!scores.ok()) {
+      std::fprintf(stderr, "batch %d: %s\n", batch, scores.status().ToString().c_str());
+      return 1;
+    }
+    const double qps = scores->questions / secs;
+    if (batch == 1) {
+      reference_qps = qps;
+      reference_acc = scores->acc;
+    }
+    std::printf("batch %3d: %7.1f questions/s  (%.2fx batch 1)  acc %.4f%s\n", batch, qps,
+                qps / reference_qps, scores->acc,
+                scores->acc == reference_acc ? "" : "  ACCURACY DIFFERS FROM BATCH 1");
+  }
+  return 0;
+}
