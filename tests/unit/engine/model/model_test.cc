@@ -253,3 +253,33 @@ TEST(CausalLMTest, ScalarHeadLoadsSavesAsSequenceClassification) {
 
 }  // namespace
 }  // namespace align::engine::model
+
+namespace align::engine::model {
+namespace {
+
+TEST(CausalLMTest, GradientCheckpointingGivesTheSameGradients) {
+  ASSERT_OK_AND_ASSIGN(auto m, CausalLM::FromConfig(testutil::TinyConfig(ModelFamily::kQwen3), 6));
+  m->SetTrainable(true);
+  at::Tensor ids = at::tensor(std::vector<int64_t>{1, 5, 9, 11, 0, 0, 1, 7, 8, 3, 4, 6}).view({2, 6});
+  at::Tensor mask = at::tensor(std::vector<int64_t>{1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1}).view({2, 6});
+  auto grads = [&](bool checkpoint) {
+    for (auto& p : m->Parameters()) p.mutable_grad() = at::Tensor();
+    ForwardOptions fo;
+    fo.attention_mask = mask;
+    fo.gradient_checkpointing = checkpoint;
+    at::Tensor logits = m->Forward(ids, fo);
+    (TokenLogProbs(logits, ids) * mask).sum().backward();
+    std::vector<at::Tensor> out;
+    for (auto& p : m->Parameters()) out.push_back(p.grad().clone());
+    return out;
+  };
+  auto plain = grads(false);
+  auto ckpt = grads(true);
+  ASSERT_EQ(plain.size(), ckpt.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_TRUE(at::allclose(plain[i], ckpt[i], 1e-5, 1e-6)) << m->NamedParameters()[i].first;
+  }
+}
+
+}  // namespace
+}  // namespace align::engine::model
