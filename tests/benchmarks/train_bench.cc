@@ -1,7 +1,7 @@
 // SFT and DPO training-step throughput (tokens/s) of the engine next to a PyTorch eager reference
 // of the same step (tests/benchmarks/reference/train_reference.py: same model, batch, sequence
-// length and threads), measured in one run. Models: stories260K (small) and a random 4-layer
-// 256-wide Llama (medium). Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S]
+// length and threads), measured in one run. Run from the repository root. Models: stories260K (small) and a random 4-layer
+// 256-wide Llama (medium). Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S] [--reference PY]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -93,11 +93,14 @@ nlohmann::json Bench(model::CausalLM& policy, const Args& a) {
 
 int main(int argc, char** argv) {
   Args a;
+  // Run from the repository root, or pass --reference PATH.
+  std::string reference = "tests/benchmarks/reference/train_reference.py";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--threads")) a.threads = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--batch")) a.batch = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--seq")) a.seq = std::atoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--steps")) a.steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--reference")) reference = argv[i + 1];
   }
   model::SetComputeThreads(a.threads);
   const char* env = std::getenv("ALIGN_DATA_DIR");
@@ -125,10 +128,7 @@ int main(int argc, char** argv) {
   }
   nlohmann::json ours = {{"small", Bench(**small, a)}, {"medium", Bench(**medium, a)}};
 
-  // The reference script sits beside this source file (CMake compiles it by absolute path).
-  std::string here = __FILE__;
-  here = here.substr(0, here.find_last_of('/'));
-  const std::string cmd = "/usr/bin/python3 " + here + "/reference/train_reference.py --model " + model_dir +
+  const std::string cmd = "/usr/bin/python3 " + reference + " --model " + model_dir +
                           " --threads " + std::to_string(a.threads) + " --batch " +
                           std::to_string(a.batch) + " --seq " + std::to_string(a.seq) +
                           " --steps " + std::to_string(a.steps);
