@@ -14,7 +14,7 @@ TEST(OutputTest, TableAlignsColumnsByCodePoints) {
                               {{"p-1", "実験-ü-✓", "running"}, {"p-22", "zephyr-tiny", "queued"}});
   EXPECT_EQ(t,
             "ID     NAME          STATE\n"
-            "p-1    実験-ü-✓      running\n"
+            "p-1    実験-ü-✓        running\n"
             "p-22   zephyr-tiny   queued\n");
 }
 
