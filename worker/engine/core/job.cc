@@ -126,7 +126,8 @@ absl::StatusOr<JobSpec> ParseJob(const std::string& json_text, const std::string
   }
   if (auto it = j.find("inputs"); it != j.end() && it->is_object()) {
     for (auto& [k, v] : it->items()) {
-      if (v.is_string()) job.inputs[k] = v.get<std::string>();
+      // data:// inputs come through unresolved: the data directory is the worker's to know.
+      if (v.is_string()) job.inputs[k] = ResolveDataPath(v.get<std::string>(), job.data_dir);
     }
   }
   job.world_size = EnvInt("WORLD_SIZE", 1);

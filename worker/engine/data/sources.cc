@@ -23,7 +23,8 @@ absl::StatusOr<std::vector<SourceSpec>> SourcesFromJob(const JobSpec& job) {
     const std::string field = absl::StrCat("stage.data[", i, "]");
     SourceSpec s;
     if (auto in = job.inputs.find(absl::StrCat("data/", i)); in != job.inputs.end()) {
-      s.path = in->second;
+      // The coordinator passes data:// through for the worker's data directory to resolve.
+      s.path = ResolveDataPath(in->second, job.data_dir);
     } else {
       s.path = ResolveDataPath(d.value("path", ""), job.data_dir);
     }

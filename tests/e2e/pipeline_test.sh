@@ -1,6 +1,4 @@
 #!/usr/bin/env bash
-# NOT YET REGISTERED with ctest (the name does not match *_test.sh): written but not yet run
-# against the real binaries; rename to pipeline_test.sh once it has passed.
 # End to end on the real binaries: align-coordinator and two align-workers on loopback ports,
 # `alignctl submit --wait` of configs/pipelines/zephyr-tiny.yaml on the real data (shrunk with
 # --set so it finishes in a few minutes on 2 cores), then: every stage succeeded, the DPO model
