@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and tests need. Idempotent and quiet when nothing is
-# missing; run as root (or with sudo available). Usage: scripts/setup.sh [--with-extras]
-#   --with-extras  also the Prometheus server (end-to-end test) and python3-torch (benchmarks).
+# missing; run as root (or with sudo available). Usage: scripts/setup.sh [--with-extras] [--with-bench]
+#   --with-extras  also the Prometheus server and curl (the end-to-end tests use them).
+#   --with-bench   also python3-torch (the PyTorch eager references of the benchmarks).
 set -euo pipefail
 
 PACKAGES=(
@@ -14,9 +15,13 @@ PACKAGES=(
   libcsv-dev
   libcurl4-openssl-dev libssl-dev
 )
-if [[ "${1:-}" == "--with-extras" ]]; then
-  PACKAGES+=(prometheus python3-torch python3-numpy)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --with-extras) PACKAGES+=(prometheus curl) ;;
+    --with-bench) PACKAGES+=(python3-torch python3-numpy) ;;
+    *) echo "setup: unknown option $arg (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PACKAGES[@]}"; do
