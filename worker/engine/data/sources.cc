@@ -23,8 +23,7 @@ absl::StatusOr<std::vector<SourceSpec>> SourcesFromJob(const JobSpec& job) {
     const std::string field = absl::StrCat("stage.data[", i, "]");
     SourceSpec s;
     if (auto in = job.inputs.find(absl::StrCat("data/", i)); in != job.inputs.end()) {
-      // The coordinator passes data:// through for the worker's data directory to resolve.
-      s.path = ResolveDataPath(in->second, job.data_dir);
+      s.path = in->second;  // ParseJob already resolved data:// inputs
     } else {
       s.path = ResolveDataPath(d.value("path", ""), job.data_dir);
     }
