@@ -1093,8 +1093,13 @@ absl::StatusOr<v1::PollAssignmentsResponse> Coordinator::PollAssignments(
     resp.set_reregister(true);
     return resp;
   }
+  TakePending(wit->second, &resp);
+  return resp;
+}
+
+void Coordinator::TakePending(WorkerRt& worker, v1::PollAssignmentsResponse* resp) {
   const absl::Time now = clock_.Now();
-  for (v1::Assignment& a : wit->second.pending) {
+  for (v1::Assignment& a : worker.pending) {
     PipelineRt* p = nullptr;
     StageRt* s = nullptr;
     if (AttemptRt* at = FindAttempt(a.attempt_id(), &p, &s)) {
@@ -1103,10 +1108,9 @@ absl::StatusOr<v1::PollAssignmentsResponse> Coordinator::PollAssignments(
         metrics_->ObserveAssignmentLatency(absl::ToDoubleSeconds(now - at->placed_at));
       }
     }
-    *resp.add_assignments() = std::move(a);
+    *resp->add_assignments() = std::move(a);
   }
-  wit->second.pending.clear();
-  return resp;
+  worker.pending.clear();
 }
 
 void Coordinator::PollAssignmentsAsync(const v1::PollAssignmentsRequest& request,
@@ -1137,23 +1141,11 @@ void Coordinator::DeliverPolls() {
       ++it;
       continue;
     }
-    const absl::Time now = clock_.Now();
     v1::PollAssignmentsResponse resp;
     if (wit->second.status.incarnation() != it->incarnation) {
       resp.set_reregister(true);
     } else {
-      for (v1::Assignment& a : wit->second.pending) {
-        PipelineRt* p = nullptr;
-        StageRt* s = nullptr;
-        if (AttemptRt* at = FindAttempt(a.attempt_id(), &p, &s)) {
-          at->delivered = true;
-          if (metrics_ != nullptr) {
-            metrics_->ObserveAssignmentLatency(absl::ToDoubleSeconds(now - at->placed_at));
-          }
-        }
-        *resp.add_assignments() = std::move(a);
-      }
-      wit->second.pending.clear();
+      TakePending(wit->second, &resp);
     }
     callbacks_.push_back([done = std::move(it->done), resp = std::move(resp)]() { done(resp); });
     it = pollers_.erase(it);

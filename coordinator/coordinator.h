@@ -175,6 +175,8 @@ class Coordinator {
   static bool Active(const AttemptRt& a);
   absl::Status ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeliverPolls() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves a worker's pending assignments into `resp`, marking them delivered.
+  void TakePending(WorkerRt& worker, v1::PollAssignmentsResponse* resp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunCallbacks() ABSL_LOCKS_EXCLUDED(mu_);
 
