@@ -1,7 +1,9 @@
 // SFT and DPO training-step throughput (tokens/s) of the engine next to a PyTorch eager reference
 // of the same step (tests/benchmarks/reference/train_reference.py: same model, batch, sequence
-// length and threads), measured in one run. Run from the repository root. Models: stories260K (small) and a random 4-layer
-// 256-wide Llama (medium). Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S] [--reference PY]
+// length and threads), measured in one run. Run from the repository root. Models: stories260K
+// (small) and a random 4-layer 256-wide Llama (medium). `train_bench --help` lists the options.
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -29,7 +31,32 @@ struct Args {
   int64_t batch = 8;
   int64_t seq = 128;
   int steps = 5;
+  bool wall = false;  // --clock wall: elapsed time; default cpu: this process's CPU time
 };
+
+constexpr char kUsage[] =
+    "Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S] [--clock cpu|wall]\n"
+    "                   [--reference PATH]\n"
+    "Times one SFT step and one DPO step of the engine and of the PyTorch eager reference\n"
+    "(tests/benchmarks/reference/train_reference.py, run with /usr/bin/python3 and Debian's\n"
+    "python3-torch) on the same model, batch, sequence length and threads; prints tokens/s\n"
+    "and the engine/PyTorch ratio per model and step. Run from the repository root.\n"
+    "  --threads N     torch intra-op threads on both sides (default 1)\n"
+    "  --batch B       rows per SFT step; a DPO step has 2B rows (default 8)\n"
+    "  --seq T         tokens per row (default 128)\n"
+    "  --steps S       timed steps after one warm-up; the best is kept (default 5)\n"
+    "  --clock C       cpu (default): process CPU time, which other processes' load does not\n"
+    "                  inflate (use with --threads 1); wall: elapsed time, for an idle machine\n"
+    "  --reference P   the Python reference script (default: the path above)\n";
+
+double Seconds(bool wall) {
+  if (wall) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 at::Tensor Labels(const at::Tensor& ids) {
   at::Tensor labels = ids.clone();
@@ -37,13 +64,13 @@ at::Tensor Labels(const at::Tensor& ids) {
   return labels;
 }
 
-double Best(int steps, const std::function<void()>& fn) {
+double Best(int steps, bool wall, const std::function<void()>& fn) {
   fn();  // warm-up
   double best = 1e30;
   for (int i = 0; i < steps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
+    const double t0 = Seconds(wall);
     fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best, Seconds(wall) - t0);
   }
   return best;
 }
@@ -58,7 +85,7 @@ nlohmann::json Bench(model::CausalLM& policy, const Args& a) {
   at::Tensor ids = at::randint(3, vocab, {a.batch, a.seq}, at::kLong);
   at::Tensor labels = Labels(ids);
   nlohmann::json out;
-  const double sft = Best(a.steps, [&] {
+  const double sft = Best(a.steps, a.wall, [&] {
     opt.ZeroGrad();
     at::Tensor logits = policy.Forward(ids);
     train::TokenNll nll = train::ComputeTokenNll(logits, labels);
@@ -70,7 +97,7 @@ nlohmann::json Bench(model::CausalLM& policy, const Args& a) {
   at::Tensor ids2 = at::randint(3, vocab, {2 * a.batch, a.seq}, at::kLong);
   at::Tensor labels2 = Labels(ids2);
   train::DpoOptions o;
-  const double dpo = Best(a.steps, [&] {
+  const double dpo = Best(a.steps, a.wall, [&] {
     opt.ZeroGrad();
     train::CompletionLogps lp = train::ComputeCompletionLogps(policy.Forward(ids2), labels2);
     train::CompletionLogps rl;
@@ -95,12 +122,37 @@ int main(int argc, char** argv) {
   Args a;
   // Run from the repository root, or pass --reference PATH.
   std::string reference = "tests/benchmarks/reference/train_reference.py";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--threads")) a.threads = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--batch")) a.batch = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--seq")) a.seq = std::atoll(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--steps")) a.steps = std::atoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--reference")) reference = argv[i + 1];
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "train_bench: %s needs a value\n%s", flag.c_str(), kUsage);
+      return 2;
+    }
+    const char* v = argv[++i];
+    if (flag == "--threads") {
+      a.threads = std::atoi(v);
+    } else if (flag == "--batch") {
+      a.batch = std::atoll(v);
+    } else if (flag == "--seq") {
+      a.seq = std::atoll(v);
+    } else if (flag == "--steps") {
+      a.steps = std::atoi(v);
+    } else if (flag == "--clock" && (!std::strcmp(v, "cpu") || !std::strcmp(v, "wall"))) {
+      a.wall = !std::strcmp(v, "wall");
+    } else if (flag == "--reference") {
+      reference = v;
+    } else {
+      std::fprintf(stderr, "train_bench: unknown option or value: %s %s\n%s", flag.c_str(), v, kUsage);
+      return 2;
+    }
+  }
+  if (a.threads < 1 || a.batch < 1 || a.seq < 2 || a.steps < 1) {
+    std::fprintf(stderr, "train_bench: --threads, --batch and --steps must be >= 1, --seq >= 2\n");
+    return 2;
   }
   model::SetComputeThreads(a.threads);
   const char* env = std::getenv("ALIGN_DATA_DIR");
@@ -131,7 +183,8 @@ int main(int argc, char** argv) {
   const std::string cmd = "/usr/bin/python3 " + reference + " --model " + model_dir +
                           " --threads " + std::to_string(a.threads) + " --batch " +
                           std::to_string(a.batch) + " --seq " + std::to_string(a.seq) +
-                          " --steps " + std::to_string(a.steps);
+                          " --steps " + std::to_string(a.steps) +
+                          " --clock " + (a.wall ? "wall" : "cpu");
   nlohmann::json ref;
   if (FILE* p = popen(cmd.c_str(), "r")) {
     std::string text;
@@ -140,9 +193,9 @@ int main(int argc, char** argv) {
     pclose(p);
     ref = nlohmann::json::parse(text, nullptr, false);
   }
-  std::printf("train_bench: threads %d, batch %lld, seq %lld (DPO: %lld rows), best of %d steps\n",
+  std::printf("train_bench: threads %d, batch %lld, seq %lld (DPO: %lld rows), best of %d steps, %s clock\n",
               a.threads, static_cast<long long>(a.batch), static_cast<long long>(a.seq),
-              static_cast<long long>(2 * a.batch), a.steps);
+              static_cast<long long>(2 * a.batch), a.steps, a.wall ? "wall" : "cpu");
   std::printf("%-8s %-4s %14s %14s %8s\n", "model", "step", "engine tok/s", "pytorch tok/s", "ratio");
   for (const char* m : {"small", "medium"}) {
     for (const char* s : {"sft", "dpo"}) {
