@@ -52,6 +52,18 @@ double Now() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h" || a.rfind("--", 0) != 0 || a.find('=') == std::string::npos) {
+      std::fprintf(a == "--help" || a == "-h" ? stdout : stderr,
+                   "usage: model_bench [--threads=1] [--clock=cpu|wall] [--reps=3] [--new_tokens=200]\n"
+                   "                   [--train_batch=2] [--train_seq=128] [--train_steps=3] "
+                   "[--python=/usr/bin/python3]\n"
+                   "Generation and forward+backward tokens/s of the engine next to the PyTorch eager\n"
+                   "reference (tests/benchmarks/reference/model_reference.py) in the same run.\n");
+      return a == "--help" || a == "-h" ? 0 : 2;
+    }
+  }
   const int threads = std::stoi(Flag(argc, argv, "threads", "1"));
   const std::string clock_name = Flag(argc, argv, "clock", "cpu");
   g_wall_clock = clock_name == "wall";

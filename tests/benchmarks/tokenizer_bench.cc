@@ -78,11 +78,20 @@ int main(int argc, char** argv) {
   int rounds = 3;
   std::string node_dir = "build/node-bench";
   std::string tok_dir = align::testing::DataPath("tokenizers/llama3");
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--rounds") rounds = std::atoi(argv[i + 1]);
-    else if (a == "--node-dir") node_dir = argv[i + 1];
-    else if (a == "--tokenizer") tok_dir = argv[i + 1];
+    if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[i + 1]);
+    else if (a == "--node-dir" && i + 1 < argc) node_dir = argv[i + 1];
+    else if (a == "--tokenizer" && i + 1 < argc) tok_dir = argv[i + 1];
+    else {
+      const bool help = a == "--help" || a == "-h";
+      std::fprintf(help ? stdout : stderr,
+                   "usage: tokenizer_bench [--rounds N] [--node-dir DIR] [--tokenizer DIR]\n"
+                   "Encode throughput on the hh-rlhf transcripts next to HF tokenizers (Rust, npm) and\n"
+                   "tokenizers.js under node (DIR from tests/benchmarks/reference/tokenizer_setup.sh;\n"
+                   "skipped when absent), plus EncodeBatch scaling with 2 threads.\n");
+      return help ? 0 : 2;
+    }
   }
   auto tok = align::engine::Tokenizer::Load(tok_dir);
   if (!tok.ok()) {
