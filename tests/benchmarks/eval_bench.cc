@@ -1,6 +1,8 @@
 // MMLU scoring throughput on stories260K (questions per second) and how the log-likelihood batch
-// size changes it. The reference is batch size 1 (one forward pass per continuation), measured in
-// the same run; each line prints its speedup over it.
+// size and shared inputs change it. The reference is batch size 1 with one forward row per
+// continuation (no sharing), measured in the same run; each line prints its speedup over it.
+// "shared" lines score the four answers " A".." D" of a question from one forward row (their
+// inputs are the same tokens), as lm-evaluation-harness's logits cache does.
 //
 //   build/bin/eval_bench [questions_per_subject=10] [shots=5] [threads=0]
 #include <chrono>
@@ -25,6 +27,12 @@ std::string DataDir() {
 int main(int argc, char** argv) {
   using namespace align::engine;
   std::setvbuf(stdout, nullptr, _IONBF, 0);  // progress visible even if the run is cut short
+  if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    std::printf("usage: eval_bench [questions_per_subject=10] [shots=5] [threads=0]\n"
+                "MMLU questions/s on stories260K by log-likelihood batch size, with and without shared\n"
+                "inputs, each as a ratio to batch 1 unshared measured in the same run.\n");
+    return 0;
+  }
   const int per_subject = argc > 1 ? std::atoi(argv[1]) : 10;
   const int shots = argc > 2 ? std::atoi(argv[2]) : 5;
   const int threads = argc > 3 ? std::atoi(argv[3]) : 0;
@@ -45,8 +53,14 @@ int main(int argc, char** argv) {
               options.subjects.size(), per_subject, shots);
   double reference_qps = 0;
   double reference_acc = -1;
-  for (int batch : {1, 4, 16, 64}) {
-    const auto fn = eval::MakeLoglikFn(**lm, **tok, {.batch_size = batch});
+  struct Setting {
+    int batch;
+    bool share;
+  };
+  for (const Setting s : {Setting{1, false}, Setting{4, false}, Setting{16, false}, Setting{64, false},
+                          Setting{1, true}, Setting{4, true}, Setting{16, true}, Setting{64, true}}) {
+    const int batch = s.batch;
+    const auto fn = eval::MakeLoglikFn(**lm, **tok, {.batch_size = batch, .share_inputs = s.share});
     // One warm-up pass, then the timed one.
     (void)eval::RunMmlu(DataDir() + "/eval/mmlu", options, fn);
     const auto t0 = std::chrono::steady_clock::now();
@@ -57,13 +71,13 @@ int main(int argc, char** argv) {
       return 1;
     }
     const double qps = scores->questions / secs;
-    if (batch == 1) {
+    if (batch == 1 && !s.share) {
       reference_qps = qps;
       reference_acc = scores->acc;
     }
-    std::printf("batch %3d: %7.1f questions/s  (%.2fx batch 1)  acc %.4f%s\n", batch, qps,
-                qps / reference_qps, scores->acc,
-                scores->acc == reference_acc ? "" : "  ACCURACY DIFFERS FROM BATCH 1");
+    std::printf("batch %3d %-8s: %7.1f questions/s  (%.2fx batch 1 unshared)  acc %.4f%s\n", batch,
+                s.share ? "shared" : "unshared", qps, qps / reference_qps, scores->acc,
+                scores->acc == reference_acc ? "" : "  ACCURACY DIFFERS FROM THE REFERENCE");
   }
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
@@ -18,8 +19,11 @@
 #include "worker/engine/data/sources.h"
 #include "worker/engine/eval/gates.h"
 #include "worker/engine/eval/ifeval.h"
+#include "worker/engine/eval/judge.h"
 #include "worker/engine/eval/loglik.h"
+#include "worker/engine/eval/mt_bench.h"
 #include "worker/engine/eval/multiple_choice.h"
+#include "worker/engine/eval/scoring.h"
 #include "worker/engine/model/generate.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/tokenizer/chat_template.h"
@@ -35,13 +39,24 @@ const std::set<std::string>& KnownSuites() {
   return *s;
 }
 
+// config.judge (JudgeConfig): an engine-run model or an OpenAI-compatible endpoint.
+struct JudgeSettings {
+  std::string model;           // a model directory (config judge.model, or job.inputs.judge_model)
+  std::string endpoint;        // base URL (.../v1)
+  std::string endpoint_model;
+  std::string api_key_env;     // the NAME of the variable; the key itself is never stored
+  int64_t max_tokens = 2048;   // FastChat's judge max_tokens
+  double timeout_seconds = 120;
+};
+
 struct EvalConfig {
   std::vector<std::string> suites;
   int mmlu_shots = 5;
   std::vector<std::string> mmlu_subjects;
   int64_t limit = 0;
   std::map<std::string, std::string> gates;
-  nlohmann::json judge = nlohmann::json::object();
+  JudgeSettings judge;
+  std::vector<std::string> mt_bench_categories;
   int batch_size = 16;
   int64_t max_new_tokens = 256;
 };
@@ -98,7 +113,47 @@ absl::StatusOr<EvalConfig> ParseEvalConfig(const JobSpec& job) {
       cfg.gates[k] = v.get<std::string>();
     }
   }
-  if (auto it = c.find("judge"); it != c.end() && it->is_object()) cfg.judge = *it;
+  ASSIGN_OR_RETURN(cfg.mt_bench_categories, StringList(c, "mt_bench_categories"));
+  if (auto it = c.find("judge"); it != c.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      return absl::InvalidArgumentError(
+          "stage.config.judge: expected {model: <dir>} or {endpoint: <url>, endpoint_model: <name>, api_key_env: <VAR>}");
+    }
+    for (auto [field, out] : {std::pair{"model", &cfg.judge.model}, std::pair{"endpoint", &cfg.judge.endpoint},
+                              std::pair{"endpoint_model", &cfg.judge.endpoint_model},
+                              std::pair{"api_key_env", &cfg.judge.api_key_env}}) {
+      if (auto f = it->find(field); f != it->end() && !f->is_null()) {
+        if (!f->is_string()) {
+          return absl::InvalidArgumentError(absl::StrCat("stage.config.judge.", field, ": expected a string"));
+        }
+        *out = f->get<std::string>();
+      }
+    }
+    cfg.judge.max_tokens = static_cast<int64_t>(JsonNumber(*it, "max_tokens").value_or(2048));
+    cfg.judge.timeout_seconds = JsonNumber(*it, "timeout_seconds").value_or(120);
+    if (cfg.judge.max_tokens <= 0) cfg.judge.max_tokens = 2048;
+    if (cfg.judge.timeout_seconds <= 0) cfg.judge.timeout_seconds = 120;
+  }
+  if (auto in = job.inputs.find("judge_model"); in != job.inputs.end() && !in->second.empty()) {
+    cfg.judge.model = in->second;  // the coordinator's resolved copy of judge.model
+  } else if (!cfg.judge.model.empty()) {
+    cfg.judge.model = ResolveDataPath(cfg.judge.model, job.data_dir);
+  }
+  if (std::find(cfg.suites.begin(), cfg.suites.end(), "mt_bench") != cfg.suites.end()) {
+    if (cfg.judge.model.empty() && cfg.judge.endpoint.empty()) {
+      return absl::InvalidArgumentError(
+          "stage.config.judge: suite mt_bench needs a judge; set judge.model (a model directory the "
+          "engine runs) or judge.endpoint + judge.endpoint_model (an OpenAI-compatible server)");
+    }
+    if (!cfg.judge.model.empty() && !cfg.judge.endpoint.empty()) {
+      return absl::InvalidArgumentError(
+          "stage.config.judge: set judge.model or judge.endpoint, not both");
+    }
+    if (!cfg.judge.endpoint.empty() && cfg.judge.endpoint_model.empty()) {
+      return absl::InvalidArgumentError(
+          "stage.config.judge.endpoint_model: required with judge.endpoint; the model name the endpoint serves");
+    }
+  }
   return cfg;
 }
 
@@ -109,7 +164,11 @@ std::map<std::string, std::string> ModelPaths(const JobSpec& job) {
   for (const auto& [key, path] : job.inputs) {
     std::string role = key;
     if (role.rfind("models/", 0) == 0) role = role.substr(7);
-    if (role.rfind("data/", 0) == 0 || role == "reference_model" || path.empty()) continue;
+    // Not models under evaluation: data, the DPO reference, the tokenizer override, the judge.
+    if (role.rfind("data/", 0) == 0 || role == "reference_model" || role == "tokenizer" ||
+        role == "judge_model" || path.empty()) {
+      continue;
+    }
     out[role] = path;
   }
   if (auto it = job.stage.find("models"); it != job.stage.end() && it->is_object()) {
@@ -132,8 +191,9 @@ struct Loaded {
   std::string template_source;
 };
 
-absl::StatusOr<Loaded> LoadModel(const JobSpec& job, const std::string& role, const std::string& path,
-                                 model::HeadKind head) {
+// `template_spec`: the chat template to use ("tokenizer" = the model's own; see ResolveChatTemplate).
+absl::StatusOr<Loaded> LoadModel(const std::string& template_spec, const std::string& role,
+                                 const std::string& path, model::HeadKind head) {
   Loaded m;
   m.path = path;
   auto tok = Tokenizer::Load(path);
@@ -152,7 +212,7 @@ absl::StatusOr<Loaded> LoadModel(const JobSpec& job, const std::string& role, co
   }
   m.lm = *std::move(lm);
   if (head == model::HeadKind::kCausalLM) {
-    auto src = ResolveChatTemplate(job.StageOrDefault("chat_template", "tokenizer"), *m.tokenizer);
+    auto src = ResolveChatTemplate(template_spec, *m.tokenizer);
     if (src.ok()) {
       auto parsed = ChatTemplate::Parse(*src);
       if (parsed.ok()) {
@@ -175,7 +235,8 @@ nlohmann::json BaseRecord(const EvalConfig& cfg, const Loaded& m) {
           {"limit", cfg.limit}};
 }
 
-// Renders a one-turn chat prompt and encodes it (BOS added unless the template wrote it).
+// Renders a conversation with the generation prompt and encodes it (BOS added unless the
+// template wrote it).
 absl::StatusOr<std::vector<int32_t>> ChatPrompt(const Loaded& m, const nlohmann::json& messages) {
   if (!m.chat_template.has_value()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -189,22 +250,36 @@ absl::StatusOr<std::vector<int32_t>> ChatPrompt(const Loaded& m, const nlohmann:
   return ids;
 }
 
-absl::StatusOr<std::vector<std::string>> GenerateAnswers(const Loaded& m, const EvalConfig& cfg,
-                                                         const std::vector<std::string>& prompts) {
+struct ChatGeneration {
+  int64_t max_new_tokens = 256;
+  int batch_size = 16;
+  double temperature = 0.0;  // 0 = greedy
+  uint64_t seed = 0;
+  bool strip = false;            // strip surrounding whitespace (FastChat's answers do)
+  int64_t* truncated = nullptr;  // counts prompts cut from the left to fit the context
+};
+
+// Answers each conversation with the model's chat template; prompts longer than the context
+// minus max_new_tokens keep their end (the generation prompt). Decoded without special tokens.
+absl::StatusOr<std::vector<std::string>> GenerateChat(const Loaded& m, const std::vector<nlohmann::json>& conversations,
+                                                      const ChatGeneration& gen) {
   std::vector<std::vector<int32_t>> encoded;
   const int64_t max_len = m.lm->config().max_position_embeddings;
-  for (const auto& p : prompts) {
-    ASSIGN_OR_RETURN(auto ids, ChatPrompt(m, nlohmann::json::array({{{"role", "user"}, {"content", p}}})));
-    const int64_t room = max_len - cfg.max_new_tokens;
+  for (const auto& messages : conversations) {
+    ASSIGN_OR_RETURN(auto ids, ChatPrompt(m, messages));
+    const int64_t room = max_len - gen.max_new_tokens;
     if (room > 0 && static_cast<int64_t>(ids.size()) > room) {
       ids.erase(ids.begin(), ids.end() - room);  // keep the end: the generation prompt
+      if (gen.truncated != nullptr) ++*gen.truncated;
     }
     encoded.push_back(std::move(ids));
   }
+  if (encoded.empty()) return std::vector<std::string>{};
   model::GenerateOptions go;
-  go.max_new_tokens = std::min<int64_t>(cfg.max_new_tokens, std::max<int64_t>(1, max_len - 1));
-  go.batch_size = cfg.batch_size;
-  go.temperature = 0.0;
+  go.max_new_tokens = std::min<int64_t>(gen.max_new_tokens, std::max<int64_t>(1, max_len - 1));
+  go.batch_size = gen.batch_size;
+  go.temperature = gen.temperature;
+  go.seed = gen.seed;
   go.pad_id = m.tokenizer->pad_id().value_or(0);
   if (m.tokenizer->eos_id().has_value()) go.eos_ids = {*m.tokenizer->eos_id()};
   std::vector<int64_t> caps;
@@ -214,8 +289,37 @@ absl::StatusOr<std::vector<std::string>> GenerateAnswers(const Loaded& m, const 
   go.max_new_tokens_per_sequence = caps;
   ASSIGN_OR_RETURN(auto results, model::Generate(*m.lm, encoded, go));
   std::vector<std::string> out;
-  for (const auto& r : results) out.push_back(m.tokenizer->Decode(r.tokens, /*skip_special_tokens=*/true));
+  for (const auto& r : results) {
+    std::string text = m.tokenizer->Decode(r.tokens, /*skip_special_tokens=*/true);
+    out.push_back(gen.strip ? std::string(absl::StripAsciiWhitespace(text)) : std::move(text));
+  }
   return out;
+}
+
+// Greedy single-turn answers (IFEval, win rate).
+absl::StatusOr<std::vector<std::string>> GenerateAnswers(const Loaded& m, const EvalConfig& cfg,
+                                                         const std::vector<std::string>& prompts) {
+  std::vector<nlohmann::json> conversations;
+  for (const auto& p : prompts) conversations.push_back(nlohmann::json::array({{{"role", "user"}, {"content", p}}}));
+  return GenerateChat(m, conversations, {.max_new_tokens = cfg.max_new_tokens, .batch_size = cfg.batch_size});
+}
+
+// SHA-256 of a model directory as the artifact events compute it (its files' relative names and
+// hashes in sorted order), or of the file when `path` is one.
+absl::StatusOr<std::string> PathSha256(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return data::Sha256File(path);
+  std::vector<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
+    if (e.is_regular_file()) files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  std::string manifest;
+  for (const auto& f : files) {
+    ASSIGN_OR_RETURN(std::string h, data::Sha256File(f));
+    manifest += absl::StrCat(fs::relative(f, path).string(), " ", h, "\n");
+  }
+  return data::Sha256Hex(manifest);
 }
 
 // Conversations scored by the reward model: prompt + answer rendered with the RM's template.
@@ -323,18 +427,24 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
   nlohmann::json& scores = results["scores"];
   nlohmann::json& records = results["records"];
 
-  std::map<std::string, Loaded> loaded;
+  // The models the suites load, by role; "judge" is config.judge.model (not evaluated itself).
+  std::map<std::string, std::string> load_paths = paths;
+  if (!cfg.judge.model.empty()) load_paths["judge"] = cfg.judge.model;
+  std::map<std::pair<std::string, model::HeadKind>, Loaded> loaded;
   auto get = [&](const std::string& role, model::HeadKind head) -> absl::StatusOr<const Loaded*> {
-    auto it = loaded.find(role);
+    auto it = loaded.find({role, head});
     if (it != loaded.end()) return &it->second;
-    auto p = paths.find(role);
-    if (p == paths.end()) {
+    auto p = load_paths.find(role);
+    if (p == load_paths.end()) {
       return absl::InvalidArgumentError(absl::StrCat("stage '", job.stage_name, "': the suites need a '",
                                                      role, "' model; add it to the stage's models"));
     }
     events.Emit("phase", {{"phase", "load"}, {"message", absl::StrCat("loading ", role, " from ", p->second)}});
-    ASSIGN_OR_RETURN(Loaded m, LoadModel(job, role, p->second, head));
-    return &loaded.emplace(role, std::move(m)).first->second;
+    // Evaluated models use the stage's chat template; a judge uses its own.
+    const std::string template_spec =
+        role == "judge" ? "tokenizer" : job.StageOrDefault("chat_template", "tokenizer");
+    ASSIGN_OR_RETURN(Loaded m, LoadModel(template_spec, role, p->second, head));
+    return &loaded.emplace(std::pair{role, head}, std::move(m)).first->second;
   };
 
   try {
@@ -413,12 +523,8 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
           }
           ASSIGN_OR_RETURN(auto ll, ScoreLoglik(*m->lm, *m->tokenizer, reqs, {.batch_size = cfg.batch_size}));
           std::vector<double> margin;
-          double wins = 0;
-          for (size_t i = 0; i < ex.size(); ++i) {
-            margin.push_back(ll[2 * i].loglik - ll[2 * i + 1].loglik);
-            wins += margin.back() > 0 ? 1.0 : 0.0;
-          }
-          pa[role] = ex.empty() ? 0.0 : wins / ex.size();
+          for (size_t i = 0; i < ex.size(); ++i) margin.push_back(ll[2 * i].loglik - ll[2 * i + 1].loglik);
+          ASSIGN_OR_RETURN(pa[role], PreferenceAccuracy(margin));
           pa["pairs"] = ex.size();
           margins[role] = margin;
           rec = BaseRecord(cfg, *m);
@@ -428,11 +534,9 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
         const std::string policy = paths.count("candidate") ? "candidate" : "model";
         if (margins.count(policy) && margins.count("baseline") &&
             margins[policy].size() == margins["baseline"].size() && !margins[policy].empty()) {
-          double wins = 0;
-          for (size_t i = 0; i < margins[policy].size(); ++i) {
-            wins += margins[policy][i] - margins["baseline"][i] > 0 ? 1.0 : 0.0;
-          }
-          pa["implicit_reward"] = wins / margins[policy].size();
+          std::vector<double> implicit;
+          for (size_t i = 0; i < margins[policy].size(); ++i) implicit.push_back(margins[policy][i] - margins["baseline"][i]);
+          ASSIGN_OR_RETURN(pa["implicit_reward"], PreferenceAccuracy(implicit));
         }
         rec["shots"] = 0;
         rec["models"] = paths;
@@ -440,7 +544,9 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
         records["preference_accuracy"] = rec;
       } else if (suite == "winrate") {
         ASSIGN_OR_RETURN(const Loaded* cand, get(primary_role, model::HeadKind::kCausalLM));
-        ASSIGN_OR_RETURN(const Loaded* rm, get("reward_model", model::HeadKind::kScalar));
+        // The reward model: models.reward_model, else config.judge.model.
+        const std::string rm_role = paths.count("reward_model") || cfg.judge.model.empty() ? "reward_model" : "judge";
+        ASSIGN_OR_RETURN(const Loaded* rm, get(rm_role, model::HeadKind::kScalar));
         nlohmann::json files = nlohmann::json::array();
         ASSIGN_OR_RETURN(auto ex, LoadPreferenceExamples(job, *cand, cfg.limit, &files));
         std::vector<std::string> prompts;
@@ -450,23 +556,99 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
         nlohmann::json rec = BaseRecord(cfg, *cand);
         rec["dataset_files"] = files;
         rec["reward_model"] = rm->path;
+        int compared = 0;
         rec["generation"] = {{"temperature", 0.0}, {"max_new_tokens", cfg.max_new_tokens}};
         for (const auto& [role, path] : paths) {
           if (role == primary_role || role == "reward_model") continue;
+          ++compared;
           ASSIGN_OR_RETURN(const Loaded* base, get(role, model::HeadKind::kCausalLM));
           ASSIGN_OR_RETURN(auto base_answers, GenerateAnswers(*base, cfg, prompts));
           ASSIGN_OR_RETURN(auto base_scores, RewardScores(*rm, prompts, base_answers, cfg.batch_size));
-          double wins = 0;
-          for (size_t i = 0; i < prompts.size(); ++i) {
-            wins += cand_scores[i] > base_scores[i] ? 1.0 : cand_scores[i] == base_scores[i] ? 0.5 : 0.0;
-          }
-          scores["winrate_vs_" + role] = prompts.empty() ? 0.0 : wins / prompts.size();
+          ASSIGN_OR_RETURN(scores["winrate_vs_" + role], WinRate(cand_scores, base_scores));
+        }
+        if (compared == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "stage '", job.stage_name, "': suite winrate compares the candidate with other models; add one "
+              "to the stage's models (e.g. baseline: ${stages.sft.outputs.model})"));
         }
         records["winrate"] = rec;
       } else if (suite == "mt_bench") {
-        return absl::UnimplementedError(
-            "suite mt_bench: judged generation is not implemented by this align-train yet; the rating "
-            "parser exists (eval/scoring.h) but the judge client does not");
+        ASSIGN_OR_RETURN(const Loaded* m, get(primary_role, model::HeadKind::kCausalLM));
+        const std::string dir = eval_dir + "/mt-bench";
+        ASSIGN_OR_RETURN(auto all_questions, LoadMtBench(dir));
+        ASSIGN_OR_RETURN(auto judge_prompts, LoadJudgePrompts(dir));
+        ASSIGN_OR_RETURN(auto questions, SelectMtBenchQuestions(all_questions, cfg.mt_bench_categories, cfg.limit));
+        nlohmann::json rec = BaseRecord(cfg, *m);
+        rec["shots"] = 0;
+        rec["template_sha256"] = data::Sha256Hex(m->template_source);
+        rec["dataset_files"] = nlohmann::json::array();
+        for (const char* f : {"question.jsonl", "reference_answer_gpt-4.jsonl", "judge_prompts.jsonl"}) {
+          ASSIGN_OR_RETURN(auto fr, FileRecord(dir + "/" + f));
+          rec["dataset_files"].push_back(fr);
+        }
+        nlohmann::json temperatures = nlohmann::json::object();
+        for (const auto& q : questions) temperatures[q.category] = MtBenchTemperature(q.category);
+        rec["categories"] = cfg.mt_bench_categories;
+        rec["generation"] = {{"temperatures", temperatures}, {"max_new_tokens", cfg.max_new_tokens},
+                             {"seed", job.Seed()}};
+        int64_t answers_truncated = 0;
+        int64_t judge_prompts_truncated = 0;
+        ChatGenerateFn generate = [&](const std::vector<nlohmann::json>& conversations, double temperature) {
+          return GenerateChat(*m, conversations,
+                              {.max_new_tokens = cfg.max_new_tokens, .batch_size = cfg.batch_size,
+                               .temperature = temperature, .seed = job.Seed(), .strip = true,
+                               .truncated = &answers_truncated});
+        };
+        BatchJudgeFn judge;
+        nlohmann::json judge_rec = {{"temperature", 0.0}, {"max_tokens", cfg.judge.max_tokens}};
+        ASSIGN_OR_RETURN(judge_rec["prompt_sha256"], SingleJudgePromptsSha256(judge_prompts));
+        if (!cfg.judge.endpoint.empty()) {
+          EndpointJudgeOptions eo{.base_url = cfg.judge.endpoint, .model = cfg.judge.endpoint_model,
+                                  .api_key_env = cfg.judge.api_key_env,
+                                  .timeout_seconds = cfg.judge.timeout_seconds,
+                                  .max_tokens = static_cast<int>(cfg.judge.max_tokens)};
+          ASSIGN_OR_RETURN(JudgeFn one, MakeEndpointJudge(eo));
+          judge = SequentialJudge(std::move(one));
+          judge_rec["identity"] = EndpointJudgeIdentity(eo);
+          judge_rec["endpoint"] = cfg.judge.endpoint;
+          judge_rec["endpoint_model"] = cfg.judge.endpoint_model;
+          judge_rec["api_key_env"] = cfg.judge.api_key_env;  // the variable's name, never its value
+        } else {
+          ASSIGN_OR_RETURN(const Loaded* jm, get("judge", model::HeadKind::kCausalLM));
+          ASSIGN_OR_RETURN(std::string model_sha, PathSha256(jm->path));
+          judge_rec["identity"] = absl::StrCat("model:", jm->path);
+          judge_rec["model_sha256"] = model_sha;
+          judge_rec["template_sha256"] = data::Sha256Hex(jm->template_source);
+          // The engine judge answers greedily with its own chat template (system + user).
+          judge = [&, jm](const std::vector<std::pair<std::string, std::string>>& prompts) {
+            std::vector<nlohmann::json> conversations;
+            for (const auto& [system, user] : prompts) {
+              nlohmann::json messages = nlohmann::json::array();
+              if (!system.empty()) messages.push_back({{"role", "system"}, {"content", system}});
+              messages.push_back({{"role", "user"}, {"content", user}});
+              conversations.push_back(std::move(messages));
+            }
+            return GenerateChat(*jm, conversations,
+                                {.max_new_tokens = cfg.judge.max_tokens, .batch_size = cfg.batch_size,
+                                 .temperature = 0.0, .truncated = &judge_prompts_truncated});
+          };
+        }
+        rec["judge"] = judge_rec;
+        ASSIGN_OR_RETURN(MtBenchResult r, RunMtBench(questions, judge_prompts, generate, judge));
+        nlohmann::json s = r.ToJson();
+        s["answers_truncated"] = answers_truncated;
+        s["judge_prompts_truncated"] = judge_prompts_truncated;
+        scores["mt_bench"] = s;
+        std::error_code ec;
+        fs::create_directories(job.output_dir, ec);
+        const std::string detail = (fs::path(job.output_dir) / "mt_bench.jsonl").string();
+        RETURN_IF_ERROR(data::WriteFileAtomic(detail, r.ToJsonl()));
+        rec["judgments_file"] = detail;
+        records["mt_bench"] = rec;
+        if (s["parse_failures"].get<int64_t>() > 0) {
+          LOG(WARNING) << "mt_bench: " << s["parse_failures"].get<int64_t>() << " of " << s["judged"].get<int64_t>()
+                       << " judgments had no valid [[rating]]; they are excluded from the means (see " << detail << ")";
+        }
       }
     }
   } catch (const c10::Error& e) {

@@ -3,6 +3,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "absl/status/status.h"
@@ -78,12 +79,30 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
     rows[i].cont_len = p.continuation.size();
     rows[i].cont = std::move(p.continuation);
   }
+  // One forward row per distinct input (the first request with it), scoring every request that
+  // shares it: the logits at each position depend only on the input tokens.
+  std::vector<std::vector<size_t>> users;  // per forward row: the requests it scores
+  std::vector<size_t> owner;               // per forward row: the request whose input it runs
+  {
+    std::map<std::vector<int32_t>, size_t> seen;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (options.share_inputs) {
+        auto [it, inserted] = seen.emplace(rows[i].input, owner.size());
+        if (!inserted) {
+          users[it->second].push_back(i);
+          continue;
+        }
+      }
+      owner.push_back(i);
+      users.push_back({i});
+    }
+  }
   // Longest first: the batch's padded length is its first row's; the order among equal
   // lengths is by request index so the grouping is deterministic.
-  std::vector<size_t> order(rows.size());
+  std::vector<size_t> order(owner.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return rows[a].input.size() > rows[b].input.size();
+    return rows[owner[a]].input.size() > rows[owner[b]].input.size();
   });
   std::vector<LoglikResult> results(requests.size());
   try {
@@ -92,13 +111,13 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
     for (size_t start = 0; start < order.size(); start += batch_size) {
       const size_t end = std::min(order.size(), start + batch_size);
       const int64_t b = static_cast<int64_t>(end - start);
-      const int64_t t = static_cast<int64_t>(rows[order[start]].input.size());
+      const int64_t t = static_cast<int64_t>(rows[owner[order[start]]].input.size());
       at::Tensor ids = at::zeros({b, t}, at::kLong);
       at::Tensor mask = at::zeros({b, t}, at::kLong);
       auto ids_a = ids.accessor<int64_t, 2>();
       auto mask_a = mask.accessor<int64_t, 2>();
       for (int64_t r = 0; r < b; ++r) {
-        const Row& row = rows[order[start + r]];
+        const Row& row = rows[owner[order[start + r]]];
         for (size_t k = 0; k < row.input.size(); ++k) {
           ids_a[r][k] = row.input[k];
           mask_a[r][k] = 1;
@@ -112,17 +131,19 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
       auto logp_a = logp.accessor<float, 3>();
       auto argmax_a = argmax.accessor<int64_t, 2>();
       for (int64_t r = 0; r < b; ++r) {
-        const Row& row = rows[order[start + r]];
-        const int64_t len = static_cast<int64_t>(row.input.size());
-        const int64_t first = len - static_cast<int64_t>(row.cont_len);
-        double sum = 0;
-        bool greedy = true;
-        for (size_t k = 0; k < row.cont_len; ++k) {
-          const int64_t pos = first + static_cast<int64_t>(k);  // predicts row.cont[k]
-          sum += logp_a[r][pos][row.cont[k]];
-          greedy = greedy && argmax_a[r][pos] == row.cont[k];
+        for (size_t req : users[order[start + r]]) {
+          const Row& row = rows[req];
+          const int64_t len = static_cast<int64_t>(row.input.size());
+          const int64_t first = len - static_cast<int64_t>(row.cont_len);
+          double sum = 0;
+          bool greedy = true;
+          for (size_t k = 0; k < row.cont_len; ++k) {
+            const int64_t pos = first + static_cast<int64_t>(k);  // predicts row.cont[k]
+            sum += logp_a[r][pos][row.cont[k]];
+            greedy = greedy && argmax_a[r][pos] == row.cont[k];
+          }
+          results[req] = LoglikResult{sum, greedy};
         }
-        results[order[start + r]] = LoglikResult{sum, greedy};
       }
     }
   } catch (const c10::Error& e) {

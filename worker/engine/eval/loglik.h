@@ -2,7 +2,9 @@
 // lm-evaluation-harness's rules: trailing spaces of the context move into the continuation; the
 // continuation's tokens are enc(context + continuation) minus the first len(enc(context)) tokens
 // (so a SentencePiece "▁" is never scored on its own); inputs longer than the model's context are
-// cut from the left. Results do not depend on the batch size.
+// cut from the left. Results do not depend on the batch size. Requests with the same model input
+// share one forward row (lm-eval's logits cache: MMLU's four one-token answers " A".." D" are one
+// row, not four).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +20,10 @@ namespace align::engine::eval {
 struct LoglikOptions {
   int batch_size = 16;
   int64_t max_length = 0;  // 0 = the model's max_position_embeddings
+  //! Requests whose input (context + continuation without its last token) is the same token
+  //! sequence are scored from one forward row; off = one row per request (the results are the
+  //! same; the benchmark compares the two).
+  bool share_inputs = true;
 };
 
 //! The token split of one request: context tokens and the continuation tokens to score.
@@ -28,8 +34,9 @@ struct EncodedPair {
 //! lm-eval's _encode_pair. BOS (when the tokenizer adds one) leads the context.
 EncodedPair EncodePair(const Tokenizer& tokenizer, const LoglikRequest& request);
 
-//! Scores requests with `model` (a causal-LM head). Rows are sorted by length (longest first),
-//! right-padded into batches of options.batch_size, and the results returned in request order.
+//! Scores requests with `model` (a causal-LM head). Distinct inputs are sorted by length (longest
+//! first), right-padded into batches of options.batch_size, and the results returned in request
+//! order.
 absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& model,
                                                       const Tokenizer& tokenizer,
                                                       const std::vector<LoglikRequest>& requests,

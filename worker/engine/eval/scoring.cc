@@ -42,6 +42,25 @@ absl::StatusOr<double> TruthfulQaMc2(const std::vector<double>& true_loglik,
   return std::exp(LogSumExp(true_loglik) - LogSumExp(all));
 }
 
+absl::StatusOr<double> WinRate(const std::vector<double>& candidate, const std::vector<double>& baseline) {
+  if (candidate.size() != baseline.size() || candidate.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("win rate: expected the same non-zero number of scores, got ",
+                                                   candidate.size(), " and ", baseline.size()));
+  }
+  double wins = 0;
+  for (size_t i = 0; i < candidate.size(); ++i) {
+    wins += candidate[i] > baseline[i] ? 1.0 : candidate[i] == baseline[i] ? 0.5 : 0.0;
+  }
+  return wins / candidate.size();
+}
+
+absl::StatusOr<double> PreferenceAccuracy(const std::vector<double>& margins) {
+  if (margins.empty()) return absl::InvalidArgumentError("preference accuracy: no pairs");
+  double right = 0;
+  for (double m : margins) right += m > 0 ? 1.0 : 0.0;
+  return right / margins.size();
+}
+
 JudgeRating ParseJudgeRating(const std::string& judgment) {
   // Anything between double brackets, so "[[11]]" and "[[eight]]" are seen and rejected rather
   // than skipped in favour of an earlier rating.

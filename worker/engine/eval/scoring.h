@@ -19,6 +19,14 @@ int ArgMax(const std::vector<double>& loglikelihoods);
 absl::StatusOr<double> TruthfulQaMc2(const std::vector<double>& true_loglik,
                                      const std::vector<double>& false_loglik);
 
+//! Win rate of `candidate` over `baseline`, pairwise by index: a higher score wins (1), equal
+//! scores tie (1/2). InvalidArgument when the sizes differ or there are no pairs.
+absl::StatusOr<double> WinRate(const std::vector<double>& candidate, const std::vector<double>& baseline);
+
+//! Preference accuracy: the share of margins (chosen minus rejected) that are > 0; a tie counts
+//! as wrong. InvalidArgument when there are no margins.
+absl::StatusOr<double> PreferenceAccuracy(const std::vector<double>& margins);
+
 //! A judge's rating: the last "[[n]]" in the text, n an integer or decimal in [1, 10].
 struct JudgeRating {
   std::optional<double> score;  // set when parsed and in range

@@ -78,6 +78,28 @@ TEST_F(Stories, LoglikMatchesAManualForwardAndIgnoresBatchSize) {
   EXPECT_NEAR(one[0].loglik, manual, 1e-4);
 }
 
+// Requests with the same input (context + continuation minus its last token) share one forward
+// row: " A"/" B" after the same context, and one text split at two places. Scores equal those of
+// one row per request.
+TEST_F(Stories, SharedInputsScoreLikeSeparateRows) {
+  const std::vector<LoglikRequest> reqs = {
+      {"Question: who?\nAnswer:", " A"}, {"Question: who?\nAnswer:", " B"}, {"Once upon a", " time there"},
+      {"Question: who?\nAnswer:", " C"}, {"Once upon a time", " there"},     {"Lily was", " happy."}};
+  EXPECT_EQ(EncodePair(*tokenizer_, reqs[2]).context.size() + EncodePair(*tokenizer_, reqs[2]).continuation.size(),
+            EncodePair(*tokenizer_, reqs[4]).context.size() + EncodePair(*tokenizer_, reqs[4]).continuation.size());
+  ASSERT_OK_AND_ASSIGN(auto shared, ScoreLoglik(*model_, *tokenizer_, reqs, {.batch_size = 2}));
+  ASSERT_OK_AND_ASSIGN(auto separate, ScoreLoglik(*model_, *tokenizer_, reqs, {.batch_size = 2, .share_inputs = false}));
+  ASSERT_OK_AND_ASSIGN(auto single, ScoreLoglik(*model_, *tokenizer_, {reqs[4]}, {.batch_size = 1}));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_NEAR(shared[i].loglik, separate[i].loglik, 1e-4) << i;
+    EXPECT_EQ(shared[i].greedy, separate[i].greedy) << i;
+  }
+  EXPECT_NEAR(shared[4].loglik, single[0].loglik, 1e-4);
+  // Different answers after one context get different scores (not one row's score copied).
+  EXPECT_NE(shared[0].loglik, shared[1].loglik);
+  EXPECT_NE(shared[2].loglik, shared[4].loglik);
+}
+
 nlohmann::json ReadJson(const std::string& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
@@ -158,6 +180,73 @@ TEST(EvalStage, FailedGateFailsTheStageWithAReport) {
   const nlohmann::json r = ReadJson(out + "/results.json");
   EXPECT_EQ(r["scores"]["mmlu"]["questions"], 2);
   EXPECT_FALSE(r["gates"][0]["passed"].get<bool>());
+}
+
+// Hand-made pairs whose answer stories260K knows: a story continuation against letter salad.
+// Three pairs prefer the story, the fourth prefers the salad, so the accuracy is exactly 3/4.
+std::string WritePairs(const std::string& dir) {
+  fs::create_directories(dir);
+  const std::string path = dir + "/pairs.jsonl";
+  std::ofstream out(path);
+  out << nlohmann::json{{"prompt", "Once upon a time, there was a little girl named Lily. She liked to"},
+                        {"chosen", " play with her toys."}, {"rejected", " qzx vkp wrrj ftt."}}.dump() << "\n"
+      << nlohmann::json{{"prompt", "Tom and his mom went to the"}, {"chosen", " park."},
+                        {"rejected", " xkqj zzv."}}.dump() << "\n"
+      << nlohmann::json{{"prompt", "The dog was very happy. He wagged his"}, {"chosen", " tail."},
+                        {"rejected", " qqxz jvk."}}.dump() << "\n"
+      << nlohmann::json{{"prompt", "Lily saw a big"}, {"chosen", " jjqx vzkw."}, {"rejected", " dog."}}.dump() << "\n";
+  return path;
+}
+
+TEST(EvalStage, PreferenceAccuracyOnHandMadePairs) {
+  model::SetComputeThreads(1);
+  const std::string out = ::testing::TempDir() + "/eval_stage_pa";
+  fs::remove_all(out);
+  JobSpec job = EvalJob(out, {{"suites", {"preference_accuracy"}}, {"batch_size", 3}});
+  job.inputs.erase("model");
+  job.inputs["candidate"] = DataPath("models/stories260K");
+  // The same weights as the baseline: the policy/reference log-ratios are identical, so no
+  // pair has a positive implicit-reward margin (a tie counts as wrong): exactly 0.
+  job.inputs["baseline"] = DataPath("models/stories260K");
+  job.stage["data"] = {{{"path", WritePairs(out + "/data")}, {"format", "preference"}}};
+  RecordingEventSink events;
+  ASSERT_OK(RunEvalStage(job, events));
+  const nlohmann::json r = ReadJson(out + "/results.json");
+  const auto& pa = r["scores"]["preference_accuracy"];
+  EXPECT_EQ(pa["candidate"], 0.75);
+  EXPECT_EQ(pa["baseline"], 0.75);
+  EXPECT_EQ(pa["implicit_reward"], 0.0);
+  EXPECT_EQ(pa["pairs"], 4);
+  EXPECT_EQ(r["records"]["preference_accuracy"]["dataset_files"][0]["path"], out + "/data/pairs.jsonl");
+}
+
+TEST(EvalStage, WinRateAgainstTheSameModelIsAllTies) {
+  model::SetComputeThreads(1);
+  const std::string out = ::testing::TempDir() + "/eval_stage_winrate";
+  fs::remove_all(out);
+  // Candidate and baseline are the same weights, so their greedy answers and rewards are equal:
+  // every prompt is a tie, the win rate exactly 1/2. The reward model is judge.model (stories260K
+  // with a new, seeded scalar head); the judge is not compared as a baseline.
+  JobSpec job = EvalJob(out, {{"suites", {"winrate"}}, {"limit", 3}, {"max_new_tokens", 8},
+                              {"judge", {{"model", DataPath("models/stories260K")}}}});
+  job.inputs.erase("model");
+  job.inputs["candidate"] = DataPath("models/stories260K");
+  job.inputs["sft"] = DataPath("models/stories260K");
+  job.inputs["judge_model"] = DataPath("models/stories260K");
+  job.stage["data"] = {{{"path", WritePairs(out + "/data")}, {"format", "preference"}}};
+  RecordingEventSink events;
+  ASSERT_OK(RunEvalStage(job, events));
+  const nlohmann::json r = ReadJson(out + "/results.json");
+  EXPECT_EQ(r["scores"]["winrate_vs_sft"], 0.5);
+  EXPECT_FALSE(r["scores"].contains("winrate_vs_judge_model"));
+  EXPECT_FALSE(r["models"].contains("judge_model"));
+  EXPECT_EQ(r["records"]["winrate"]["reward_model"], DataPath("models/stories260K"));
+  EXPECT_EQ(r["records"]["winrate"]["generation"]["max_new_tokens"], 8);
+
+  // Without another model there is nothing to compare.
+  job.inputs.erase("sft");
+  EXPECT_THAT(RunEvalStage(job, events),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("compares the candidate with other models")));
 }
 
 TEST(EvalStage, BadConfigIsAClearError) {

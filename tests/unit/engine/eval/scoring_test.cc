@@ -31,6 +31,21 @@ TEST(ArgMax, FirstOnTies) {
   EXPECT_EQ(ArgMax({}), -1);
 }
 
+TEST(WinRate, WinsCountOneTiesHalf) {
+  // Wins at 0 and 3, a tie at 1, a loss at 2: (1 + 0.5 + 0 + 1) / 4.
+  EXPECT_EQ(*WinRate({2.0, 1.0, -3.0, 0.5}, {1.0, 1.0, 0.0, 0.25}), 0.625);
+  EXPECT_EQ(*WinRate({1.0, 1.0}, {1.0, 1.0}), 0.5);
+  EXPECT_EQ(*WinRate({-1.0}, {1.0}), 0.0);
+  EXPECT_FALSE(WinRate({}, {}).ok());        // never a silent 0
+  EXPECT_FALSE(WinRate({1.0}, {1.0, 2.0}).ok());
+}
+
+TEST(PreferenceAccuracy, PositiveMarginsOnlyTiesAreWrong) {
+  EXPECT_EQ(*PreferenceAccuracy({0.3, -0.1, 0.0, 2.0}), 0.5);
+  EXPECT_EQ(*PreferenceAccuracy({1e-9}), 1.0);
+  EXPECT_FALSE(PreferenceAccuracy({}).ok());
+}
+
 TEST(JudgeRating, IssueCases) {
   EXPECT_EQ(ParseJudgeRating("Rating: [[8]]").score, 8.0);
   EXPECT_EQ(ParseJudgeRating("The answer deserves [[7]]... final verdict [[6]]").score, 6.0);
