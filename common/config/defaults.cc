@@ -106,6 +106,11 @@ void DefaultConfig(StageSpec* s) {
       if (!c->has_mmlu_shots()) c->set_mmlu_shots(5);
       if (c->batch_size() == 0) c->set_batch_size(16);
       if (c->max_new_tokens() == 0) c->set_max_new_tokens(256);
+      if (!c->judge().model().empty() || !c->judge().endpoint().empty()) {
+        JudgeConfig* j = c->mutable_judge();
+        if (j->max_tokens() == 0) j->set_max_tokens(2048);
+        if (j->timeout_seconds() == 0) j->set_timeout_seconds(120);
+      }
       break;
     }
     default:

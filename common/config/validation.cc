@@ -548,11 +548,33 @@ class Validator {
                                  "and a number, e.g. \">= 0.25\""));
       }
     }
-    const bool needs_judge = suites.contains("mt_bench") || suites.contains("winrate");
     const JudgeConfig& j = c.judge();
-    if (needs_judge && j.model().empty() && j.endpoint().empty()) {
-      Error(base + ".judge", "mt_bench and winrate need a judge; expected judge.model or "
-                             "judge.endpoint");
+    if (suites.contains("mt_bench") && j.model().empty() && j.endpoint().empty()) {
+      Error(base + ".judge", "mt_bench needs a judge; expected judge.model (a model directory) or "
+                             "judge.endpoint with judge.endpoint_model (an OpenAI-compatible API)");
+    }
+    if (!j.model().empty() && !j.endpoint().empty()) {
+      Error(base + ".judge", "set judge.model or judge.endpoint, not both");
+    }
+    // winrate scores answers with a reward model: models.reward_model, else judge.model.
+    if (suites.contains("winrate") && !spec_.stages(i).models().contains("reward_model") &&
+        j.model().empty()) {
+      Error(base + ".judge", "winrate needs a reward model to score answers; expected "
+                             "models.reward_model or judge.model (an endpoint cannot score)");
+    }
+    if (j.max_tokens() < 0) {
+      Error(base + ".judge.max_tokens", absl::StrCat("must be > 0 (0 = 2048), got ", j.max_tokens()));
+    }
+    NonNegative(base + ".judge.timeout_seconds", j.timeout_seconds());
+    const std::vector<std::string> categories = {"writing", "roleplay", "reasoning", "math",
+                                                 "coding", "extraction", "stem", "humanities"};
+    for (int k = 0; k < c.mt_bench_categories_size(); ++k) {
+      const std::string& cat = c.mt_bench_categories(k);
+      if (std::find(categories.begin(), categories.end(), cat) == categories.end()) {
+        Error(absl::StrCat(base, ".mt_bench_categories[", k, "]"),
+              absl::StrCat("unknown MT-Bench category \"", cat, "\"; expected one of: ",
+                           absl::StrJoin(categories, ", "), DidYouMean(cat, categories)));
+      }
     }
     if (!j.endpoint().empty()) {
       if (!IsUrl(j.endpoint())) {

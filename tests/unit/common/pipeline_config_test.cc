@@ -504,7 +504,16 @@ std::vector<BadCase> BadCases() {
        "p.yaml:28:21: spec.stages[3].config.mmlu_shots: must be in 0..5"},
       {"mt_bench_without_judge", WithEval("        judge: {}\n").replace(
            WithEval("").find("preference_accuracy"), 19, "mt_bench"),
-       "p.yaml:28:16: spec.stages[3].config.judge: mt_bench and winrate need a judge"},
+       "p.yaml:28:16: spec.stages[3].config.judge: mt_bench needs a judge; expected judge.model"},
+      {"winrate_without_reward_model", WithEval("        judge: {endpoint: \"http://127.0.0.1:8000/v1\", endpoint_model: m}\n").replace(
+           WithEval("").find("preference_accuracy"), 19, "winrate"),
+       "p.yaml:28:16: spec.stages[3].config.judge: winrate needs a reward model to score answers"},
+      {"judge_model_and_endpoint", WithEval("        judge: {model: /m, endpoint: \"http://h/v1\", endpoint_model: m}\n"),
+       "p.yaml:28:16: spec.stages[3].config.judge: set judge.model or judge.endpoint, not both"},
+      {"mt_bench_unknown_category", WithEval("        mt_bench_categories: [writing, maths]\n"),
+       "p.yaml:28:40: spec.stages[3].config.mt_bench_categories[1]: unknown MT-Bench category "
+       "\"maths\"; expected one of: writing, roleplay, reasoning, math, coding, extraction, stem, "
+       "humanities; did you mean math?"},
       // Encoding, size and bombs.
       {"invalid_utf8_in_name", Edit("name: test", "name: te\xff\xfest"),
        "p.yaml:4:9: metadata.name: invalid UTF-8 (byte 0xff at offset 2); expected UTF-8 text"},
