@@ -315,7 +315,10 @@ absl::StatusOr<nlohmann::json> RunDpoStage(const JobSpec& job, EventSink& events
       if (!ref.ok()) return MarkInputError(ref.status());
       reference = std::move(*ref);
       if (job.ConfigBool("precompute_ref_log_probs", false)) {
-        // Cache key: the reference weights, the tokenized pairs and the template.
+        // Cache key: the reference weights, the tokenized pairs, the template and the
+        // micro-batching (batch size and the epoch-0 order's seed): the log-probs are computed in
+        // the trainer's own epoch-0 micro-batches so that at step 0 they equal the policy's bit
+        // for bit, and other batches would change their last bits.
         int64_t unused = 0;
         std::string model_hash;
         for (const char* f : {"/model.safetensors", "/model.safetensors.index.json", "/config.json"}) {
@@ -332,8 +335,11 @@ absl::StatusOr<nlohmann::json> RunDpoStage(const JobSpec& job, EventSink& events
           }
           data_blob.push_back('#');
         }
-        const std::string key = data::Sha256Hex(
-            model_hash + data::Sha256Hex(data_blob) + data::Sha256Hex(c.template_source));
+        const std::string batching =
+            absl::StrCat("batch_size=", c.settings.batch_size, ";seed=", c.settings.seed);
+        const std::string key =
+            data::Sha256Hex(model_hash + data::Sha256Hex(data_blob) +
+                            data::Sha256Hex(c.template_source) + data::Sha256Hex(batching));
         const std::string work = job.work_dir.empty() ? job.output_dir + "/.work" : job.work_dir;
         const std::string cache = absl::StrCat(work, "/ref_logps-", key.substr(0, 16), ".json");
         std::error_code ec;
@@ -352,9 +358,15 @@ absl::StatusOr<nlohmann::json> RunDpoStage(const JobSpec& job, EventSink& events
         }
         if (!loaded) {
           events.Emit("phase", {{"phase", "reference"}, {"message", "precomputing reference log-probs"}});
-          ASSIGN_OR_RETURN(tr, ComputeReferenceLogps(*reference, train_pairs, c.pad_id, c.settings.batch_size));
-          ASSIGN_OR_RETURN(ev, ComputeReferenceLogps(*reference, eval_pairs, c.pad_id, c.settings.batch_size));
+          // Training pairs in the trainer's epoch-0 micro-batches, held-out pairs in Evaluate's.
+          ASSIGN_OR_RETURN(
+              tr, ComputeReferenceLogps(
+                      *reference, train_pairs, c.pad_id, c.settings.batch_size,
+                      EpochOrder(static_cast<int64_t>(train_pairs.size()), c.settings.seed, 0)));
+          ASSIGN_OR_RETURN(ev, ComputeReferenceLogps(*reference, eval_pairs, c.pad_id,
+                                                     c.settings.batch_size));
           nlohmann::json j = {{"key", key},
+                              {"batching", batching},
                               {"train", {{"chosen", tr.chosen}, {"rejected", tr.rejected}}},
                               {"eval", {{"chosen", ev.chosen}, {"rejected", ev.rejected}}}};
           RETURN_IF_ERROR(data::WriteFileAtomic(cache, j.dump()));

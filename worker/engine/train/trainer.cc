@@ -71,6 +71,10 @@ at::Tensor ToTensor(const std::vector<int64_t>& values, int64_t rows, int64_t le
   return at::from_blob(const_cast<int64_t*>(values.data()), {rows, length}, at::kLong).clone();
 }
 
+std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch) {
+  return data::SeededPermutation(n, seed + static_cast<uint64_t>(epoch));
+}
+
 absl::StatusOr<TrainSettings> SettingsFromJob(const JobSpec& job) {
   TrainSettings s;
   s.learning_rate = job.TrainingNumber("learning_rate", s.learning_rate);
@@ -209,7 +213,7 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     const int64_t epoch = step / steps_per_epoch;
     const int64_t pos = step % steps_per_epoch;
     if (epoch != perm_epoch) {
-      perm = data::SeededPermutation(n, s.seed + static_cast<uint64_t>(epoch));
+      perm = EpochOrder(n, s.seed, epoch);
       perm_epoch = epoch;
     }
     const std::vector<int64_t> indices =
@@ -368,22 +372,45 @@ absl::StatusOr<std::map<std::string, double>> SftObjective::Evaluate(const model
 
 absl::StatusOr<RefLogps> ComputeReferenceLogps(const model::CausalLM& reference,
                                                const std::vector<data::TokenizedPair>& pairs,
-                                               int32_t pad_id, int64_t batch_size) {
+                                               int32_t pad_id, int64_t batch_size,
+                                               const std::vector<int64_t>& order) {
   at::NoGradGuard no_grad;
+  const size_t n = pairs.size();
+  std::vector<int64_t> idx = order;
+  if (idx.empty()) {
+    idx.resize(n);
+    for (size_t i = 0; i < n; ++i) idx[i] = static_cast<int64_t>(i);
+  }
+  std::vector<bool> seen(n, false);
+  for (int64_t i : idx) {
+    if (i < 0 || static_cast<size_t>(i) >= n || seen[static_cast<size_t>(i)]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "reference log-probs: the batch order must hold every pair index in [0, ", n,
+          ") once; index ", i, " is out of range or repeated"));
+    }
+    seen[static_cast<size_t>(i)] = true;
+  }
+  if (idx.size() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("reference log-probs: the batch order has ",
+                                                   idx.size(), " indices for ", n, " pairs"));
+  }
   RefLogps out;
+  out.chosen.assign(n, 0.0f);
+  out.rejected.assign(n, 0.0f);
   batch_size = std::max<int64_t>(1, batch_size);
   try {
-    for (size_t b = 0; b < pairs.size(); b += static_cast<size_t>(batch_size)) {
-      std::vector<data::TokenizedPair> chunk(
-          pairs.begin() + static_cast<long>(b),
-          pairs.begin() + static_cast<long>(std::min(pairs.size(), b + static_cast<size_t>(batch_size))));
+    for (size_t b = 0; b < n; b += static_cast<size_t>(batch_size)) {
+      const std::vector<int64_t> micro = Slice(idx, b, b + static_cast<size_t>(batch_size));
+      std::vector<data::TokenizedPair> chunk;
+      for (int64_t i : micro) chunk.push_back(pairs[static_cast<size_t>(i)]);
       TensorBatch t = ToTensors(data::CollatePairs(chunk, pad_id), false);
       CompletionLogps lp = ComputeCompletionLogps(RunModel(reference, t, false), t.labels);
       const int64_t k = static_cast<int64_t>(chunk.size());
       at::Tensor sums = lp.sums.contiguous();
       for (int64_t i = 0; i < k; ++i) {
-        out.chosen.push_back(sums[i].item<float>());
-        out.rejected.push_back(sums[k + i].item<float>());
+        const size_t at = static_cast<size_t>(micro[static_cast<size_t>(i)]);
+        out.chosen[at] = sums[i].item<float>();
+        out.rejected[at] = sums[k + i].item<float>();
       }
     }
   } catch (const c10::Error& e) {

@@ -169,10 +169,50 @@ TEST_F(RunnerTest, DpoOnHhRlhfStartsAtLn2) {
     if (e["event"] == "artifact" && e["name"] == "reference_logps") ++cache;
   }
   ASSERT_EQ(steps.size(), 2u);
-  EXPECT_NEAR(steps[0]["metrics"]["loss"].get<double>(), 0.693147, 1e-5);
-  EXPECT_NEAR(steps[0]["metrics"]["rewards/margins"].get<double>(), 0.0, 1e-5);
+  EXPECT_NEAR(steps[0]["metrics"]["loss"].get<double>(), 0.693147, 1e-6);
+  // Policy == reference at step 1, reference log-probs precomputed: exactly zero (the precompute
+  // runs the trainer's epoch-0 micro-batches; TrainerTest.DpoStepZeroIsLn2... is the model where
+  // other batches would change the last bits).
+  EXPECT_EQ(steps[0]["metrics"]["rewards/chosen"].get<double>(), 0.0);
+  EXPECT_EQ(steps[0]["metrics"]["rewards/rejected"].get<double>(), 0.0);
+  EXPECT_EQ(steps[0]["metrics"]["rewards/margins"].get<double>(), 0.0);
   EXPECT_TRUE(steps[0]["metrics"].contains("logits/chosen"));
   EXPECT_EQ(cache, 1);
+
+  // The cache key covers the micro-batching: the same job reuses the file, another batch size
+  // computes (and still starts at exactly zero) into another one.
+  auto cache_files = [&] {
+    std::vector<std::string> files;
+    for (const auto& f : fs::directory_iterator(dir_ + "/work")) {
+      if (f.path().filename().string().rfind("ref_logps-", 0) == 0) files.push_back(f.path());
+    }
+    return files;
+  };
+  auto reference_phases = [](const RecordingEventSink& ev) {
+    int n = 0;
+    for (const auto& e : ev.events) n += e["event"] == "phase" && e["phase"] == "reference";
+    return n;
+  };
+  ASSERT_EQ(cache_files().size(), 1u);
+  EXPECT_EQ(reference_phases(events), 1);
+  fs::remove_all(dir_ + "/out");
+  fs::remove_all(dir_ + "/work/checkpoints");
+  RecordingEventSink again;
+  ASSERT_EQ(RunJob(job, again), 0) << again.events.back().dump();
+  EXPECT_EQ(reference_phases(again), 0);
+  EXPECT_EQ(cache_files().size(), 1u);
+  fs::remove_all(dir_ + "/out");
+  fs::remove_all(dir_ + "/work/checkpoints");
+  job.stage["training"]["batch_size"] = 3;
+  RecordingEventSink other;
+  ASSERT_EQ(RunJob(job, other), 0) << other.events.back().dump();
+  EXPECT_EQ(reference_phases(other), 1);
+  EXPECT_EQ(cache_files().size(), 2u);
+  for (const auto& e : other.events) {
+    if (e["event"] != "step") continue;
+    EXPECT_EQ(e["metrics"]["rewards/margins"].get<double>(), 0.0);
+    break;
+  }
 }
 }  // namespace
 }  // namespace align::engine::runner

@@ -1,5 +1,6 @@
 // The training loop on a tiny random model: exact resume after a kill for SFT and DPO, and the
-// step-0 DPO invariants (policy == reference gives ln 2) with a frozen and a precomputed reference.
+// step-0 DPO invariants (policy == reference gives ln 2, rewards exactly 0) with a frozen and a
+// precomputed reference.
 #include "worker/engine/train/trainer.h"
 
 #include <filesystem>
@@ -14,6 +15,7 @@ namespace align::engine::train {
 namespace {
 
 namespace fs = std::filesystem;
+using ::align::testing::StatusIs;
 
 model::ModelConfig TinyConfig() {
   model::ModelConfig c;
@@ -172,31 +174,105 @@ TEST_F(TrainerTest, DpoResumeContinuesExactly) {
   EXPECT_GT(full.last_metrics["rewards/accuracies"], 0.0);
 }
 
+// Issue 5: at step 0 (policy == reference) every pair has rewards 0, margin 0 and loss ln 2,
+// exactly, also with precomputed reference log-probs, shuffled data and two data sources. The
+// precompute runs the trainer's own epoch-0 micro-batches, so each pair is scored in the same batch
+// (same rows, same padding) by the reference and by the policy.
 TEST_F(TrainerTest, DpoStepZeroIsLn2WithPrecomputedReferenceAndTwoShards) {
   auto shard_a = Pairs(5, 1);
   auto shard_b = Pairs(4, 2);
   auto pairs = data::MixSources<data::TokenizedPair>({shard_a, shard_b}, {1.0, 1.0}, 99);
   ASSERT_EQ(pairs.size(), 9u);
+  auto held_out = Pairs(5, 3);
   auto policy = Load(root_ + "/base");
   auto reference = Load(root_ + "/base");
-  ASSERT_OK_AND_ASSIGN(RefLogps ref, ComputeReferenceLogps(*reference, pairs, 0, 4));
-  DpoObjective obj(pairs, {}, 0, DpoOptions(), 4);
-  obj.SetPrecomputed(ref, {});
-  std::vector<int64_t> all = data::SeededPermutation(9, 5);
-  ASSERT_OK_AND_ASSIGN(auto m, obj.Score(*policy, false, all));
-  // Precomputed in other batches (other padding lengths), so float sums may differ in the last
-  // bits: zero to 1e-6, i.e. at the precision the figures are reported.
-  EXPECT_NEAR(m["loss"], 0.693147, 1e-6);
-  EXPECT_NEAR(m["rewards/chosen"], 0.0, 1e-6);
-  EXPECT_NEAR(m["rewards/rejected"], 0.0, 1e-6);
-  EXPECT_NEAR(m["rewards/margins"], 0.0, 1e-6);
-  DpoObjective frozen(pairs, {}, 0, DpoOptions(), 4);
+  TrainSettings s = Settings();  // batch 2 x accumulation 2, seed 11
+  s.max_steps = 1;
+  s.save_steps = 0;
+  const std::vector<int64_t> order = EpochOrder(9, s.seed, 0);
+  ASSERT_OK_AND_ASSIGN(RefLogps ref,
+                       ComputeReferenceLogps(*reference, pairs, 0, s.batch_size, order));
+  ASSERT_OK_AND_ASSIGN(RefLogps ref_eval, ComputeReferenceLogps(*reference, held_out, 0, 3));
+
+  // Every pair, scored by the policy (gradients on, as in training) in its epoch-0 micro-batch.
+  const DpoOptions options;
+  int checked = 0;
+  for (size_t b = 0; b < order.size(); b += static_cast<size_t>(s.batch_size)) {
+    std::vector<int64_t> micro(order.begin() + static_cast<long>(b),
+                               order.begin() + static_cast<long>(std::min(
+                                   order.size(), b + static_cast<size_t>(s.batch_size))));
+    std::vector<data::TokenizedPair> chunk;
+    for (int64_t i : micro) chunk.push_back(pairs[static_cast<size_t>(i)]);
+    data::Batch batch = data::CollatePairs(chunk, 0);
+    model::ForwardOptions fo;
+    fo.attention_mask = ToTensor(batch.attention_mask, batch.rows, batch.length);
+    fo.position_ids = ToTensor(batch.position_ids, batch.rows, batch.length);
+    CompletionLogps lp = ComputeCompletionLogps(
+        policy->Forward(ToTensor(batch.input_ids, batch.rows, batch.length), fo),
+        ToTensor(batch.labels, batch.rows, batch.length));
+    const int64_t k = static_cast<int64_t>(micro.size());
+    PairLogps l;
+    l.policy_chosen = lp.sums.narrow(0, 0, k);
+    l.policy_rejected = lp.sums.narrow(0, k, k);
+    l.chosen_tokens = lp.counts.narrow(0, 0, k);
+    l.rejected_tokens = lp.counts.narrow(0, k, k);
+    std::vector<float> rc, rr;
+    for (int64_t i : micro) {
+      rc.push_back(ref.chosen[static_cast<size_t>(i)]);
+      rr.push_back(ref.rejected[static_cast<size_t>(i)]);
+    }
+    l.ref_chosen = at::tensor(rc, at::kFloat);
+    l.ref_rejected = at::tensor(rr, at::kFloat);
+    DpoOutput out = DpoLoss(options, l);
+    for (int64_t i = 0; i < k; ++i) {
+      SCOPED_TRACE(::testing::Message() << "pair " << micro[static_cast<size_t>(i)]);
+      EXPECT_EQ(out.chosen_rewards[i].item<float>(), 0.0f);
+      EXPECT_EQ(out.rejected_rewards[i].item<float>(), 0.0f);
+      EXPECT_EQ((out.chosen_rewards[i] - out.rejected_rewards[i]).item<float>(), 0.0f);
+      EXPECT_NEAR(out.losses[i].item<float>(), 0.693147, 1e-6);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 9);
+
+  // The first optimizer step: loss and metrics equal the frozen-reference run's bit for bit.
+  RecordingEventSink events;
+  DpoObjective precomputed(pairs, held_out, 0, options, 3);
+  precomputed.SetPrecomputed(ref, ref_eval);
+  ASSERT_OK_AND_ASSIGN(auto eval_pre, precomputed.Evaluate(*policy));
+  ASSERT_OK_AND_ASSIGN(TrainResult pre, RunTraining(*policy, precomputed, s, Paths("pre"), events));
+  auto policy2 = Load(root_ + "/base");
+  DpoObjective frozen(pairs, held_out, 0, options, 3);
   frozen.SetReferenceModel(reference.get());
-  ASSERT_OK_AND_ASSIGN(auto m2, frozen.Score(*policy, false, all));
-  // A frozen reference sees the same batches as the policy: exactly zero.
-  EXPECT_NEAR(m2["loss"], 0.693147, 1e-6);
-  EXPECT_EQ(m2["rewards/chosen"], 0.0);
-  EXPECT_EQ(m2["rewards/margins"], 0.0);
+  ASSERT_OK_AND_ASSIGN(auto eval_frozen, frozen.Evaluate(*policy2));
+  ASSERT_OK_AND_ASSIGN(TrainResult fro, RunTraining(*policy2, frozen, s, Paths("frozen"), events));
+  ASSERT_EQ(pre.losses.size(), 1u);
+  ASSERT_EQ(fro.losses.size(), 1u);
+  EXPECT_EQ(pre.losses[0], fro.losses[0]);
+  EXPECT_NEAR(pre.losses[0], 0.693147, 1e-6);
+  for (const auto* m : {&pre.last_metrics, &fro.last_metrics, &eval_pre, &eval_frozen}) {
+    EXPECT_EQ(m->at("rewards/chosen"), 0.0);
+    EXPECT_EQ(m->at("rewards/rejected"), 0.0);
+    EXPECT_EQ(m->at("rewards/margins"), 0.0);
+  }
+  EXPECT_EQ(pre.last_metrics.at("grad_norm"), fro.last_metrics.at("grad_norm"));
+  EXPECT_EQ(eval_pre.at("loss"), eval_frozen.at("loss"));
+}
+
+TEST_F(TrainerTest, ReferenceLogpsAreIndexedByPairWhateverTheOrder) {
+  auto pairs = Pairs(5, 4);
+  auto reference = Load(root_ + "/base");
+  // One pair per micro-batch: the same batches in any order, so the same values exactly.
+  ASSERT_OK_AND_ASSIGN(RefLogps in_order, ComputeReferenceLogps(*reference, pairs, 0, 1));
+  ASSERT_OK_AND_ASSIGN(RefLogps shuffled,
+                       ComputeReferenceLogps(*reference, pairs, 0, 1, {3, 0, 4, 1, 2}));
+  EXPECT_EQ(shuffled.chosen, in_order.chosen);
+  EXPECT_EQ(shuffled.rejected, in_order.rejected);
+  EXPECT_THAT(ComputeReferenceLogps(*reference, pairs, 0, 2, {0, 1, 1, 3, 4}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("index 1")));
+  EXPECT_THAT(ComputeReferenceLogps(*reference, pairs, 0, 2, {0, 1, 2}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::HasSubstr("3 indices for 5")));
+  EXPECT_EQ(EpochOrder(9, 11, 1), data::SeededPermutation(9, 12));
 }
 
 TEST_F(TrainerTest, RewardModelLearnsAndReportsMetrics) {
