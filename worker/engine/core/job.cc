@@ -144,15 +144,16 @@ absl::StatusOr<JobSpec> LoadJobFile(const std::string& path) {
   return ParseJob(ss.str(), path);
 }
 
+std::string DataRoot(const std::string& data_dir) {
+  if (!data_dir.empty()) return data_dir;
+  const char* env = std::getenv("ALIGN_DATA_DIR");
+  return env != nullptr ? env : "../shared/data";
+}
+
 std::string ResolveDataPath(const std::string& path, const std::string& data_dir) {
   constexpr char kPrefix[] = "data://";
   if (path.rfind(kPrefix, 0) != 0) return path;
-  std::string root = data_dir;
-  if (root.empty()) {
-    const char* env = std::getenv("ALIGN_DATA_DIR");
-    root = env != nullptr ? env : "../shared/data";
-  }
-  return absl::StrCat(root, "/", path.substr(sizeof(kPrefix) - 1));
+  return absl::StrCat(DataRoot(data_dir), "/", path.substr(sizeof(kPrefix) - 1));
 }
 
 }  // namespace align::engine

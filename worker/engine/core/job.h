@@ -56,4 +56,8 @@ std::optional<double> JsonNumber(const nlohmann::json& object, const std::string
 //! Resolves "data://x/y" against data_dir (or $ALIGN_DATA_DIR); other paths are returned as is.
 std::string ResolveDataPath(const std::string& path, const std::string& data_dir);
 
+//! The data directory data:// paths resolve against: data_dir, else $ALIGN_DATA_DIR, else
+//! ../shared/data.
+std::string DataRoot(const std::string& data_dir);
+
 }  // namespace align::engine

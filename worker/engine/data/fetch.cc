@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -23,11 +24,19 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status_macros.h"
+#include "worker/engine/core/failure.h"
 
 namespace align::engine::data {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string HumanBytes(double b) {
+  if (b >= 1e9) return absl::StrFormat("%.1f GB", b / 1e9);
+  if (b >= 1e6) return absl::StrFormat("%.1f MB", b / 1e6);
+  if (b >= 1e3) return absl::StrFormat("%.1f kB", b / 1e3);
+  return absl::StrFormat("%.0f B", b);
+}
 
 #ifdef ALIGN_HAVE_CURL
 
@@ -67,13 +76,6 @@ absl::StatusOr<std::string> HashFile(const std::string& path) {
   return HexDigest(ctx.get());
 }
 
-std::string HumanBytes(double b) {
-  if (b >= 1e9) return absl::StrFormat("%.1f GB", b / 1e9);
-  if (b >= 1e6) return absl::StrFormat("%.1f MB", b / 1e6);
-  if (b >= 1e3) return absl::StrFormat("%.1f kB", b / 1e3);
-  return absl::StrFormat("%.0f B", b);
-}
-
 // State shared with libcurl's callbacks during one transfer.
 struct Transfer {
   std::FILE* out = nullptr;
@@ -85,6 +87,21 @@ struct Transfer {
   std::string label;
   absl::Time started = absl::Now();
   absl::Time last_draw = absl::InfinitePast();
+  // The caller's progress callback (FetchOptions::on_progress), about once a second.
+  const std::function<void(const FetchProgress&)>* on_progress = nullptr;
+  FetchProgress info;
+  absl::Time last_report = absl::Now();
+
+  void Report(int64_t total, bool done) {
+    if (on_progress == nullptr || !*on_progress) return;
+    absl::Time now = absl::Now();
+    if (!done && now - last_report < absl::Seconds(1)) return;
+    last_report = now;
+    info.bytes = bytes;
+    if (total > 0) info.total = total;
+    info.done = done;
+    (*on_progress)(info);
+  }
 };
 
 size_t OnData(char* data, size_t size, size_t nmemb, void* user) {
@@ -126,6 +143,7 @@ void DrawBar(Transfer& t, curl_off_t total, bool final) {
 int OnProgress(void* user, curl_off_t dltotal, curl_off_t, curl_off_t, curl_off_t) {
   auto* t = static_cast<Transfer*>(user);
   if (t->progress != nullptr) DrawBar(*t, dltotal, /*final=*/false);
+  t->Report(dltotal, /*done=*/false);
   return 0;
 }
 
@@ -232,6 +250,10 @@ absl::StatusOr<std::string> FetchToCache(const std::string& url, const std::stri
   std::FILE* progress = options.progress_stream != nullptr ? options.progress_stream : stderr;
   if (options.force_progress || isatty(fileno(progress))) t.progress = progress;
   t.label = UrlFileName(url);
+  t.on_progress = &options.on_progress;
+  t.info.url = url;
+  t.info.dest = dest;
+  if (options.on_progress) options.on_progress(t.info);
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);  // the hub redirects to its CDN
@@ -250,6 +272,7 @@ absl::StatusOr<std::string> FetchToCache(const std::string& url, const std::stri
   curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, &t);
   CURLcode rc = curl_easy_perform(curl.get());
   bool close_failed = std::fclose(out) != 0;
+  t.Report(0, /*done=*/true);
   if (rc != CURLE_OK || t.write_failed || close_failed) {
     fs::remove(part, ec);
     if (t.progress != nullptr) std::fprintf(t.progress, "\n");
@@ -266,6 +289,7 @@ absl::StatusOr<std::string> FetchToCache(const std::string& url, const std::stri
   std::string got = HexDigest(digest.get());
   if (got != sha256) {
     fs::remove(part, ec);
+    fs::remove(fs::path(dest).parent_path(), ec);  // only when empty: nothing else is cached there
     return absl::DataLossError(absl::StrCat(
         "sha256 mismatch for ", url, ": expected ", sha256, ", got ", got, " (", t.bytes,
         " bytes); deleted the partial download ", part,
@@ -325,6 +349,57 @@ absl::StatusOr<std::string> ResolveDataFile(const std::string& path, const std::
     }
   }
   return local;
+}
+
+absl::Status FetchJobData(JobSpec& job, EventSink& events, FetchOptions options) {
+  auto it = job.stage.find("data");
+  if (it == job.stage.end() || !it->is_array()) return absl::OkStatus();
+  const std::string data_dir = DataRoot(job.data_dir);
+  for (size_t i = 0; i < it->size(); ++i) {
+    const nlohmann::json& d = (*it)[i];
+    if (!d.is_object()) continue;
+    const std::string raw = d.value("path", "");
+    const std::string sha256 = d.value("sha256", "");
+    const bool remote = IsHttpUrl(raw);
+    const bool data_scheme = absl::StartsWith(raw, "data://");
+    if (!remote && !data_scheme && sha256.empty()) continue;  // read as is by SourcesFromJob
+    const std::string key = absl::StrCat("data/", i);
+    // A stage output or local path comes as the worker resolved it; URLs and data:// as written,
+    // so that a data:// file missing locally can be fetched from its origin.
+    std::string path = raw;
+    if (!remote && !data_scheme) {
+      if (auto in = job.inputs.find(key); in != job.inputs.end()) path = in->second;
+    }
+    options.on_progress = [&events](const FetchProgress& p) {
+      std::string message;
+      if (p.done) {
+        message = absl::StrCat("downloaded ", p.url, ": ", HumanBytes(static_cast<double>(p.bytes)));
+      } else if (p.bytes == 0) {
+        message = absl::StrCat("downloading ", p.url, " to ", p.dest);
+      } else {
+        message = absl::StrCat("downloading ", p.url, ": ", HumanBytes(static_cast<double>(p.bytes)),
+                               p.total > 0 ? absl::StrCat(" of ", HumanBytes(static_cast<double>(p.total)))
+                                           : std::string());
+      }
+      nlohmann::json fields = {{"phase", "download"}, {"message", message}, {"url", p.url},
+                               {"bytes", p.bytes}, {"done", p.done}};
+      if (p.total > 0) fields["total_bytes"] = p.total;
+      events.Emit("phase", std::move(fields));
+    };
+    absl::StatusOr<std::string> local = ResolveDataFile(path, sha256, data_dir, options);
+    if (!local.ok()) {
+      absl::Status s(local.status().code(),
+                     absl::StrCat("stage.data[", i, "].path: ", local.status().message()));
+      // A wrong checksum or a missing file is the spec's to fix: retrying would not help.
+      if (local.status().code() == absl::StatusCode::kDataLoss ||
+          local.status().code() == absl::StatusCode::kNotFound) {
+        s = MarkInputError(std::move(s));
+      }
+      return s;
+    }
+    job.inputs[key] = *local;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace align::engine::data

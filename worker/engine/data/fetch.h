@@ -6,12 +6,24 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/engine/core/events.h"
+#include "worker/engine/core/job.h"
 
 namespace align::engine::data {
+
+//! Where a download stands, for callers that report progress their own way (events, log lines).
+struct FetchProgress {
+  std::string url;
+  std::string dest;     // the cache path it is published to
+  int64_t bytes = 0;    // received so far
+  int64_t total = 0;    // Content-Length; 0 when the server did not say
+  bool done = false;    // the last call: the transfer ended (verified or not)
+};
 
 struct FetchOptions {
   //! Where downloads are kept: <cache_dir>/<first 16 hex of sha256>/<file name>. Empty means
@@ -25,6 +37,9 @@ struct FetchOptions {
   int64_t connect_timeout_seconds = 30;
   //! Abort a transfer slower than 1 byte/s for this long (a stalled server).
   int64_t stall_timeout_seconds = 60;
+  //! Called when a download starts (bytes 0), about once a second while it streams, and once
+  //! when the transfer ends (done). Never called for a verified cached copy.
+  std::function<void(const FetchProgress&)> on_progress;
 };
 
 //! True for http:// and https:// paths.
@@ -61,5 +76,13 @@ const std::vector<KnownOrigin>& KnownOrigins();
 absl::StatusOr<std::string> ResolveDataFile(const std::string& path, const std::string& sha256,
                                             const std::string& data_dir,
                                             const FetchOptions& options = {});
+
+//! Resolves the stage's data sources that need it before the stage runs: http(s) URLs are
+//! downloaded into the cache (FetchToCache), data:// files missing from the data directory are
+//! fetched from their known origin, and sources with a `sha256` are verified. job.inputs["data/i"]
+//! then names the local file, which SourcesFromJob reads. Progress goes to `events` as `phase`
+//! events (phase "download"). Errors name stage.data[i].path; a checksum mismatch is an input
+//! error (exit code 3, not retried), a network failure an infrastructure one (retried).
+absl::Status FetchJobData(JobSpec& job, EventSink& events, FetchOptions options = {});
 
 }  // namespace align::engine::data

@@ -7,6 +7,7 @@
 #include "common/logging.h"
 #include "common/version.h"
 #include "worker/engine/core/failure.h"
+#include "worker/engine/data/fetch.h"
 #include "worker/engine/data/sources.h"
 #include "worker/engine/eval/eval_stage.h"
 #include "worker/engine/model/model.h"
@@ -47,7 +48,15 @@ int RunJob(const JobSpec& job, EventSink& events) {
   LOG(INFO) << "stage " << job.stage_name << " (" << job.stage_type << ") starting";
   absl::StatusOr<nlohmann::json> result;
   try {
-    result = RunStage(job, events);
+    // Downloads (URL sources, data:// files missing locally) and checksums before the stage reads
+    // its data: the stage code then sees local files only.
+    JobSpec local = job;
+    absl::Status fetched = data::FetchJobData(local, events);
+    if (fetched.ok()) {
+      result = RunStage(local, events);
+    } else {
+      result = fetched;
+    }
   } catch (const std::exception& e) {
     result = absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
   }

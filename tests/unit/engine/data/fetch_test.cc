@@ -21,6 +21,7 @@
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/engine/core/failure.h"
 
 namespace align::engine::data {
 namespace {
@@ -247,6 +248,83 @@ TEST_F(FetchTest, KnownOriginsArePublicHubOrGithubUrlsWithChecksums) {
         << o.url;
     EXPECT_EQ(o.sha256.size(), 64u) << o.data_path;
   }
+}
+
+// The engine side: FetchJobData resolves a job's data sources before the stage reads them.
+JobSpec JobWithData(nlohmann::json data, const std::string& data_dir) {
+  JobSpec job;
+  job.stage_name = "sft";
+  job.stage_type = "sft";
+  job.stage = {{"name", "sft"}, {"type", "SFT"}, {"data", std::move(data)}};
+  job.data_dir = data_dir;
+  return job;
+}
+
+TEST_F(FetchTest, FetchJobDataDownloadsUrlSourcesWithProgressEvents) {
+  TinyHttpServer server;
+  server.Serve("/abc.jsonl", {200, "abc", ""});
+  server.Start();
+  const std::string url = server.Url("/abc.jsonl");
+  fs::create_directories(dir_ / "data");
+  std::ofstream(dir_ / "data/local.jsonl") << "x";
+  JobSpec job = JobWithData({{{"path", url}, {"sha256", kAbcSha}},
+                             {{"path", "data://local.jsonl"}},
+                             {{"path", "${stages.prefs.outputs.train}"}}},
+                            (dir_ / "data").string());
+  job.inputs["data/1"] = (dir_ / "data/local.jsonl").string();
+  job.inputs["data/2"] = "/artifacts/p/prefs/train.jsonl";  // a stage output, left as it is
+  RecordingEventSink events;
+  ASSERT_OK(FetchJobData(job, events, options_));
+  EXPECT_EQ(job.inputs["data/0"], options_.cache_dir + "/ba7816bf8f01cfea/abc.jsonl");
+  EXPECT_EQ(job.inputs["data/1"], (dir_ / "data").string() + "/local.jsonl");
+  EXPECT_EQ(job.inputs["data/2"], "/artifacts/p/prefs/train.jsonl");
+  ASSERT_GE(events.events.size(), 2u);
+  const nlohmann::json& first = events.events.front();
+  const nlohmann::json& last = events.events.back();
+  EXPECT_EQ(first["event"], "phase");
+  EXPECT_EQ(first["phase"], "download");
+  EXPECT_EQ(first["message"], absl::StrCat("downloading ", url, " to ", job.inputs["data/0"]));
+  EXPECT_EQ(first["bytes"], 0);
+  EXPECT_EQ(last["done"], true);
+  EXPECT_EQ(last["bytes"], 3);
+  EXPECT_EQ(last["message"], absl::StrCat("downloaded ", url, ": 3 B"));
+
+  // The second run finds the verified copy: no request, no download events.
+  RecordingEventSink again;
+  JobSpec job2 = JobWithData({{{"path", url}, {"sha256", kAbcSha}}}, (dir_ / "data").string());
+  ASSERT_OK(FetchJobData(job2, again, options_));
+  EXPECT_EQ(job2.inputs["data/0"], job.inputs["data/0"]);
+  EXPECT_TRUE(again.events.empty());
+  EXPECT_EQ(server.requests(), 1);
+}
+
+TEST_F(FetchTest, FetchJobDataChecksumMismatchIsAnInputErrorNamingTheSource) {
+  TinyHttpServer server;
+  server.Serve("/abc.jsonl", {200, "abd", ""});
+  server.Start();
+  JobSpec job = JobWithData({{{"path", "data://x.jsonl"}},
+                             {{"path", server.Url("/abc.jsonl")}, {"sha256", kAbcSha}}},
+                            (dir_ / "data").string());
+  fs::create_directories(dir_ / "data");
+  std::ofstream(dir_ / "data/x.jsonl") << "x";
+  RecordingEventSink events;
+  absl::Status st = FetchJobData(job, events, options_);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kDataLoss,
+                           HasSubstr(absl::StrCat("stage.data[1].path: sha256 mismatch for ",
+                                                  server.Url("/abc.jsonl"), ": expected ", kAbcSha))));
+  EXPECT_EQ(ExitCodeFor(st), 3);  // the spec's to fix: not retried as infrastructure
+  EXPECT_EQ(FilesIn(options_.cache_dir), 0);
+  EXPECT_FALSE(fs::exists(options_.cache_dir + "/ba7816bf8f01cfea"));
+}
+
+TEST_F(FetchTest, FetchJobDataNetworkFailureIsInfrastructure) {
+  TinyHttpServer server;
+  server.Start();
+  JobSpec job = JobWithData({{{"path", server.Url("/missing.jsonl")}, {"sha256", kAbcSha}}}, "");
+  RecordingEventSink events;
+  absl::Status st = FetchJobData(job, events, options_);
+  EXPECT_THAT(st, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("stage.data[0].path: downloading")));
+  EXPECT_EQ(ExitCodeFor(st), 4);
 }
 
 }  // namespace
