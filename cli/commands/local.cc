@@ -2,21 +2,30 @@
 // ./.align/align.db, artifacts under ./.align/artifacts) and an embedded WorkerAgent in this
 // process, talking over loopback gRPC exactly as the daemons do. Resumable: the pipeline's client
 // request id is derived from the spec, so running the same command again after Ctrl-C finds the
-// stored pipeline and continues it (stages resume from their last checkpoint).
+// stored pipeline and continues it: succeeded stages keep their outputs, the others run again
+// (from their last checkpoint when they wrote one). Ctrl-C cancels the pipeline, stops the ranks
+// and closes the store before exiting with 130.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "cli/commands/client_support.h"
 #include "cli/commands/commands.h"
 #include "cli/coordinator_client.h"
@@ -25,6 +34,7 @@
 #include "common/config/pipeline_config.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "coordinator/coordinator_server.h"
 #include "worker/engine/data/jsonl.h"
 #include "worker/worker_agent.h"
@@ -77,44 +87,143 @@ std::string FindDataDir(const std::string& flag) {
   return "";
 }
 
-// Ctrl-C and SIGTERM are received by one thread (sigwait) so that shutdown runs in order:
-// worker first (stops align-train ranks, reports them), then the coordinator (ends the streams
-// the progress view waits on). The worker's launcher resets the mask of the ranks it spawns.
+// Ctrl-C and SIGTERM are handled by one thread so that shutdown runs in order: worker first
+// (stops the align-train ranks and reports them), then the coordinator (ends the streams the
+// progress view waits on). The handler only writes the signal number to a pipe the thread reads:
+// blocking the signals and sigwait()ing is not enough, as a thread started before the mask was set
+// (library start-up) would take the signal with its default action (exit at once, leaving the
+// ranks running) or, from a non-interactive shell that ignores SIGINT, drop it. A second Ctrl-C
+// while stopping exits at once. The worker's launcher resets the dispositions of the ranks it
+// spawns, and starts them in their own process group (the terminal's Ctrl-C reaches alignctl only).
+int g_signal_pipe[2] = {-1, -1};
+std::atomic<int> g_signals{0};
+
+void OnSignal(int sig) {
+  if (g_signals.fetch_add(1) >= 1) {
+    static const char kMsg[] = "\nalignctl: interrupted again; exiting without waiting\n";
+    (void)!write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    _exit(130);
+  }
+  const char b = static_cast<char>(sig);
+  (void)!write(g_signal_pipe[1], &b, 1);
+}
+
 class SignalWatcher {
  public:
   explicit SignalWatcher(std::function<void()> on_signal) {
+    if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) return;
+    g_signals = 0;
+    struct sigaction sa {};
+    sa.sa_handler = &OnSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+    // A mask inherited from the caller would keep the signals from ever arriving.
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &set, &old_);
-    thread_ = std::thread([this, set, on_signal = std::move(on_signal)] {
-      int sig = 0;
-      while (sigwait(&set, &sig) == 0) {
-        if (sig == SIGUSR1 && done_.load()) return;
-        if (sig == SIGINT || sig == SIGTERM) {
-          interrupted_ = true;
-          on_signal();
-          return;
-        }
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    installed_ = true;
+    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+      char b = 0;
+      ssize_t n;
+      do {
+        n = read(g_signal_pipe[0], &b, 1);
+      } while (n < 0 && errno == EINTR);
+      if (n == 1 && b != 0) {
+        interrupted_ = true;
+        on_signal();
       }
     });
   }
   ~SignalWatcher() {
-    done_ = true;
-    if (!interrupted_) pthread_kill(thread_.native_handle(), SIGUSR1);
+    if (!installed_) return;
+    if (!interrupted_) {
+      const char b = 0;  // wakes the thread without a signal
+      (void)!write(g_signal_pipe[1], &b, 1);
+    }
     thread_.join();
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    close(g_signal_pipe[0]);
+    close(g_signal_pipe[1]);
+    g_signal_pipe[0] = g_signal_pipe[1] = -1;
   }
   bool interrupted() const { return interrupted_.load(); }
 
  private:
-  sigset_t old_;
-  std::atomic<bool> done_{false};
+  bool installed_ = false;
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
   std::atomic<bool> interrupted_{false};
   std::thread thread_;
 };
+
+// The command that continues this run: the same file, overrides and state directory.
+std::string ResumeCommand(const RunOptions& o) {
+  auto quote = [](const std::string& v) {
+    if (v.find_first_of(" \t'\"$`\\!*?[]{}()<>|&;~#") == std::string::npos && !v.empty()) return v;
+    std::string q = "'";
+    for (char c : v) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string cmd = absl::StrCat("alignctl run -f ", quote(o.file));
+  for (const auto& s : o.sets) absl::StrAppend(&cmd, " --set ", quote(s));
+  if (o.state_dir != ".align") absl::StrAppend(&cmd, " --state-dir ", quote(o.state_dir));
+  if (!o.data_dir.empty()) absl::StrAppend(&cmd, " --data-dir ", quote(o.data_dir));
+  if (!o.align_train.empty()) absl::StrAppend(&cmd, " --align-train ", quote(o.align_train));
+  if (o.cpu_slots > 0) absl::StrAppend(&cmd, " --cpu-slots ", o.cpu_slots);
+  if (o.no_cache) absl::StrAppend(&cmd, " --no-cache");
+  return cmd;
+}
+
+// An earlier run of the same spec is in the state directory: say what is kept, and continue it.
+// A run stopped by Ctrl-C is CANCELLED (or still CANCELLING when that run was killed before its
+// stages reported; the lease expiry finishes it); a failed one is FAILED. Retrying the first
+// stage that did not succeed puts it and every stage it blocked back in line with fresh retry
+// budgets; a stage with a checkpoint resumes from it.
+absl::Status Resume(CoordinatorClient& client, const std::string& id,
+                    align::v1::PipelineStatus st, const std::string& state_dir,
+                    const std::atomic<bool>& stop) {
+  std::vector<std::string> kept, again;
+  for (const auto& s : st.stages()) {
+    (s.state() == align::v1::STAGE_SUCCEEDED ? kept : again).push_back(s.name());
+  }
+  std::fprintf(stderr, "resuming pipeline %s (%s) from %s: %s\n", st.name().c_str(), id.c_str(),
+               state_dir.c_str(),
+               absl::StrCat(kept.empty() ? "no stage succeeded yet"
+                                         : absl::StrCat(absl::StrJoin(kept, ", "),
+                                                        " succeeded (outputs kept)"),
+                            again.empty() ? "" : absl::StrCat("; to run: ",
+                                                              absl::StrJoin(again, ", ")))
+                   .c_str());
+  const absl::Time deadline = absl::Now() + absl::Minutes(2);
+  while (st.state() == align::v1::PIPELINE_CANCELLING && !stop) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "pipeline ", id, " is still being cancelled after 2m; run the command again later"));
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+    ASSIGN_OR_RETURN(st, client.Get(id));
+  }
+  if (st.state() != align::v1::PIPELINE_FAILED && st.state() != align::v1::PIPELINE_CANCELLED) {
+    return absl::OkStatus();  // still running (a crashed run: leases expire, stages retry) or done
+  }
+  for (const auto& s : st.stages()) {
+    if (s.state() == align::v1::STAGE_FAILED || s.state() == align::v1::STAGE_CANCELLED ||
+        s.state() == align::v1::STAGE_SKIPPED) {
+      auto r = client.Retry(id, s.name());
+      if (!r.ok()) {
+        return absl::Status(r.status().code(), absl::StrCat("cannot resume stage ", s.name(), ": ",
+                                                            r.status().message()));
+      }
+      break;  // one retry resets every stage that did not succeed
+    }
+  }
+  return absl::OkStatus();
+}
 
 int RunLocal(const RunOptions& o) {
   auto spec = config::LoadPipelineFile(o.file, o.sets);
@@ -142,11 +251,22 @@ int RunLocal(const RunOptions& o) {
   std::atomic<bool> stop{false};
   std::unique_ptr<coordinator::CoordinatorServer> server;
   std::unique_ptr<worker::WorkerAgent> agent;
-  std::mutex mu;  // guards server/agent against the signal thread during start-up
+  std::mutex mu;  // guards server/agent/pipeline_id against the signal thread
+  std::string pipeline_id;
   auto shutdown_all = [&] {
     std::lock_guard<std::mutex> lock(mu);
     stop = true;
-    std::fprintf(stderr, "\nalignctl: interrupted; stopping (run the same command again to resume)\n");
+    std::fprintf(stderr,
+                 "\nalignctl: interrupted; stopping the running stages (Ctrl-C again to exit at "
+                 "once)\n");
+    // Cancel first, so that the ranks the worker stops end as CANCELLED (a pause that the next
+    // run retries with fresh budgets, from the last checkpoint) rather than as infrastructure
+    // failures that would use up the stage's retries. Succeeded stages keep their outputs.
+    if (server != nullptr && !pipeline_id.empty()) {
+      CoordinatorClient c(ClientConfig{server->address(), "local", "", ""});
+      auto cancelled = c.Cancel(pipeline_id, "interrupted (Ctrl-C); alignctl run resumes it");
+      if (!cancelled.ok()) LOG(WARNING) << "cancel on interrupt: " << cancelled.status();
+    }
     if (agent != nullptr) agent->Shutdown();
     if (server != nullptr) server->Shutdown();
   };
@@ -216,18 +336,15 @@ int RunLocal(const RunOptions& o) {
     if (!stop) Fail(response.status());
   } else {
     std::string id = response->pipeline_id();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      pipeline_id = id;
+    }
     if (response->already_existed()) {
-      std::fprintf(stderr, "resuming pipeline %s (%s) from %s\n", response->status().name().c_str(),
-                   id.c_str(), state_dir.c_str());
-      // A failed or cancelled earlier run continues from its failed stages.
-      const auto& st = response->status();
-      if (st.state() == align::v1::PIPELINE_FAILED || st.state() == align::v1::PIPELINE_CANCELLED) {
-        for (const auto& s : st.stages()) {
-          if (s.state() == align::v1::STAGE_FAILED || s.state() == align::v1::STAGE_CANCELLED) {
-            auto r = client.Retry(id, s.name());
-            if (!r.ok()) LOG(WARNING) << "retry " << s.name() << ": " << r.status();
-          }
-        }
+      absl::Status resumed = Resume(client, id, response->status(), state_dir, stop);
+      if (!resumed.ok()) {
+        if (!stop) Fail(resumed);
+        id.clear();
       }
     } else {
       std::fprintf(stderr, "pipeline %s (%s): state in %s, artifacts in %s/artifacts\n",
@@ -235,8 +352,12 @@ int RunLocal(const RunOptions& o) {
                    state_dir.c_str());
     }
     ProgressView view(stderr, isatty(STDERR_FILENO) != 0);
-    auto final_status = WaitForPipeline(client, id, view, &stop);
-    if (stop || !final_status.ok()) {
+    auto final_status = id.empty() ? absl::StatusOr<align::v1::PipelineStatus>(
+                                         absl::AbortedError("not resumed"))
+                                   : WaitForPipeline(client, id, view, &stop);
+    if (id.empty()) {
+      code = stop ? 130 : 1;
+    } else if (stop || !final_status.ok()) {
       if (!stop) Fail(final_status.status());
       code = stop ? 130 : 1;
     } else {
@@ -270,7 +391,16 @@ int RunLocal(const RunOptions& o) {
       server->Shutdown();
     }
   }
-  return signals.interrupted() ? 130 : code;
+  if (signals.interrupted()) {
+    // shutdown_all has finished (it held mu): the ranks are stopped and the store is closed.
+    std::fprintf(stderr, "alignctl: stopped; finished stages and checkpoints are kept in %s. "
+                         "Resume with: %s\n",
+                 state_dir.c_str(),
+                 o.fresh ? "(not possible for a --fresh run: run it again without --fresh)"
+                         : ResumeCommand(o).c_str());
+    return 130;
+  }
+  return code;
 }
 
 }  // namespace
