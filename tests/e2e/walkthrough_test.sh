@@ -106,5 +106,70 @@ else
     || fail "list with the right token: $(cat "$TMP/list")"
 fi
 
+# 6. data preview on the tiny recipe's real data: examples as the trainer sees them and the drop
+# report. The stage's settings that the counts depend on are pinned with --set, so that tuning the
+# recipe does not change them.
+DATA=${ALIGN_DATA_DIR:-${ALIGN_TEST_DATA_DIR:-$SRC/../shared/data}}
+if [[ -d "$DATA/models/stories260K" ]]; then
+  DATA=$(cd "$DATA" && pwd)
+  RECIPE="$SRC/configs/pipelines/zephyr-tiny.yaml"
+  # expect_lines NAME FILE LINE...: each LINE appears in FILE exactly as given.
+  expect_lines() {
+    local name=$1 file=$2 line
+    shift 2
+    for line in "$@"; do
+      grep -qxF -- "$line" "$file" || fail "$name: no line '$line' in: $(grep -A5 -- '--- drop report' "$file")"
+    done
+  }
+  if ALIGN_DATA_DIR="$DATA" "$CTL" data preview -f "$RECIPE" --stage sft -n 2 --no-color \
+      --set stages.sft.training.max_length=256 --set stages.sft.training.truncation_side=right \
+      --set stages.sft.data.0.max_examples=0 --set stages.sft.config.loss_on=assistant \
+      >"$TMP/sft.out" 2>"$TMP/sft.err"; then
+    [[ $(grep -c '^--- example ' "$TMP/sft.out") -eq 2 ]] || fail "data preview sft: $(grep -c '^--- example ' "$TMP/sft.out") examples shown, expected 2"
+    # The first OpenAssistant conversation: 308 tokens cut to 256, its assistant turn highlighted.
+    expect_lines "data preview sft" "$TMP/sft.out" \
+      "--- example 1 (source 0, row 1): 256 tokens (truncated from 308), 206 trained" \
+      "source 0: $DATA/datasets/oasst/en_100_tree.jsonl (oasst_tree): 100 lines, 0 bad lines skipped, 100 kept, none dropped" \
+      "tokenized, truncated to 256: 100 rows, 7 dropped (no_supervised_tokens_after_truncation 7)" \
+      "total: 93 examples kept for the stage"
+    grep -q '^How can I find the best 401k plan for my needs?</s> $' "$TMP/sft.out" || fail "data preview sft: the first prompt is not decoded with its spaces"
+    grep -q '^\[\[The first step is to research your options\.' "$TMP/sft.out" || fail "data preview sft: the assistant turn is not highlighted as trained"
+    ok "data preview sft: 2 examples, 93 of 100 kept (7 lose every trained token to truncation)"
+  else
+    fail "data preview sft exited non-zero: $(cat "$TMP/sft.err")"
+  fi
+  if ALIGN_DATA_DIR="$DATA" "$CTL" data preview -f "$RECIPE" --stage prefs -n 3 --no-color \
+      >"$TMP/prefs.out" 2>"$TMP/prefs.err"; then
+    [[ $(grep -c '^--- pair ' "$TMP/prefs.out") -eq 3 ]] || fail "data preview prefs: $(grep -c '^--- pair ' "$TMP/prefs.out") pairs shown, expected 3"
+    [[ $(grep -c '^chosen: ' "$TMP/prefs.out") -eq 3 && $(grep -c '^rejected: ' "$TMP/prefs.out") -eq 3 ]] \
+      || fail "data preview prefs: not one chosen and one rejected per pair"
+    expect_lines "data preview prefs" "$TMP/prefs.out" \
+      "source 0: $DATA/datasets/hh-rlhf/harmless-base-test.jsonl.gz (hh_rlhf): 2312 lines, 0 bad lines skipped, 2308 kept, 4 dropped (empty_completion 4)" \
+      "total: 2308 pairs kept for the stage"
+    ok "data preview prefs: 3 pairs, 2308 of 2312 kept (4 with an empty completion)"
+  else
+    fail "data preview prefs exited non-zero: $(cat "$TMP/prefs.err")"
+  fi
+  # dpo reads what prefs writes: before the pipeline ran, one line saying what to do.
+  expect_one_line "data preview of another stage's output" \
+    '^alignctl: error: stages\.dpo\.data\[0\]\.path is \$\{stages\.prefs\.outputs\.train\}, which stage prefs writes when the pipeline runs: preview stage prefs \(its input\), or give a file with --set stages\.dpo\.data\.0\.path=FILE$' \
+    env ALIGN_DATA_DIR="$DATA" "$CTL" data preview -f "$RECIPE" --stage dpo
+  # ... and with a file given, dpo's pairs as DPO truncates them, with sft's base tokenizer.
+  if ALIGN_DATA_DIR="$DATA" "$CTL" data preview -f "$RECIPE" --stage dpo -n 1 --no-color \
+      --set stages.dpo.data.0.path=data://datasets/hh-rlhf/harmless-base-test.jsonl.gz \
+      --set stages.dpo.data.0.format=hh_rlhf --set stages.dpo.training.max_length=256 \
+      --set stages.dpo.config.max_prompt_length=128 >"$TMP/dpo.out" 2>"$TMP/dpo.err"; then
+    expect_lines "data preview dpo" "$TMP/dpo.out" \
+      "stage dpo (dpo): 1 source(s); tokenizer data://models/stories260K (stage sft's base model); chat template tokenizer; max_length 256, max_prompt_length 128" \
+      "--- pair 1 (source 0, row 1): prompt 128 tokens (truncated from 448)" \
+      "tokenized, truncated to 256: 2308 rows, none dropped"
+    ok "data preview dpo with a file: prompts cut to 128 tokens"
+  else
+    fail "data preview dpo with a file exited non-zero: $(cat "$TMP/dpo.err")"
+  fi
+else
+  echo "note: no data at $DATA; data preview not checked"
+fi
+
 if [[ $failures -ne 0 ]]; then echo "$failures failure(s)"; exit 1; fi
 echo "PASS: walk-through"
