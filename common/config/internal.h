@@ -10,16 +10,15 @@
 #include "absl/strings/string_view.h"
 #include "align/v1/pipeline.pb.h"
 #include "common/config/pipeline_config.h"
+#include "common/suggest.h"
 #include "google/protobuf/descriptor.h"
 
 namespace align::config::internal {
 
-//! Levenshtein distance.
-size_t EditDistance(absl::string_view a, absl::string_view b);
-//! The candidate nearest to `word` when it is close enough to be a likely typo, else "".
-std::string NearestMatch(absl::string_view word, const std::vector<std::string>& candidates);
-//! "; did you mean X?" or "".
-std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
+// Suggestions ("did you mean"), shared with the engine: common/suggest.h.
+using ::align::DidYouMean;
+using ::align::EditDistance;
+using ::align::NearestMatch;
 
 //! True when `text` is well-formed UTF-8 (no overlongs, surrogates or code points > U+10FFFF);
 //! otherwise *bad_offset is the byte offset of the first bad sequence.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "common/config/internal.h"
 #include "common/config/pipeline_config.h"
+#include "common/eval_scores.h"
 
 namespace align::config {
 namespace internal {
@@ -517,29 +518,20 @@ class Validator {
     NonNegative(base + ".limit", c.limit());
     Positive(base + ".batch_size", c.batch_size());
     Positive(base + ".max_new_tokens", c.max_new_tokens());
+    EvalScoreContext score_context;
+    score_context.suites.assign(c.suites().begin(), c.suites().end());
+    for (const auto& [name, ref] : spec_.stages(i).models()) score_context.model_names.push_back(name);
+    std::sort(score_context.model_names.begin(), score_context.model_names.end());
     std::vector<std::string> gate_keys;
     for (const auto& [key, value] : c.gates()) gate_keys.push_back(key);
     std::sort(gate_keys.begin(), gate_keys.end());
     for (const std::string& key : gate_keys) {
       const std::string path = absl::StrCat(base, ".gates[", key, "]");
       const std::string& value = c.gates().at(key);
-      const std::vector<std::string> parts = absl::StrSplit(key, '.');
-      bool names_suite = false;
-      bool empty_part = false;
-      for (const std::string& part : parts) {
-        names_suite |= suites.contains(part);
-        empty_part |= part.empty();
-      }
-      // The engine reads a gate key as a dotted path into the results' scores; whatever the
-      // layout (suite.metric, suite.metric.model, model.suite.metric), it names a suite.
-      if (parts.size() < 2 || empty_part) {
-        Error(path, absl::StrCat("gate \"", key, "\": expected a dotted score path such as "
-                                 "mmlu.acc"));
-      } else if (!names_suite) {
-        std::vector<std::string> listed(c.suites().begin(), c.suites().end());
-        Error(path, absl::StrCat("gate \"", key, "\" names no suite this stage runs; expected a "
-                                 "score path starting with one of: ",
-                                 absl::StrJoin(listed, ", "), DidYouMean(parts[0], listed)));
+      // The engine reads a gate key as a dotted path into the results' scores: check it names a
+      // score the eval stage writes, so a misspelt gate fails now rather than after training.
+      if (absl::Status st = CheckEvalScorePath(key, score_context); !st.ok()) {
+        Error(path, std::string(st.message()));
       }
       std::string op;
       double threshold = 0;
@@ -566,8 +558,7 @@ class Validator {
       Error(base + ".judge.max_tokens", absl::StrCat("must be > 0 (0 = 2048), got ", j.max_tokens()));
     }
     NonNegative(base + ".judge.timeout_seconds", j.timeout_seconds());
-    const std::vector<std::string> categories = {"writing", "roleplay", "reasoning", "math",
-                                                 "coding", "extraction", "stem", "humanities"};
+    const std::vector<std::string>& categories = MtBenchCategories();
     for (int k = 0; k < c.mt_bench_categories_size(); ++k) {
       const std::string& cat = c.mt_bench_categories(k);
       if (std::find(categories.begin(), categories.end(), cat) == categories.end()) {

@@ -492,9 +492,11 @@ std::vector<BadCase> BadCases() {
       {"gate_missing_number", WithEval("        gates: {mmlu.acc: \">=\"}\n"),
        "p.yaml:28:27: spec.stages[3].config.gates[mmlu.acc]: bad gate \">=\""},
       {"gate_on_suite_not_run", WithEval("        gates: {truthfulqa.mc2: \">= 0.3\"}\n"),
-       "p.yaml:28:33: spec.stages[3].config.gates[truthfulqa.mc2]: gate \"truthfulqa.mc2\" names no "
-       "suite this stage runs; expected a score path starting with one of: mmlu, "
-       "preference_accuracy"},
+       "p.yaml:28:33: spec.stages[3].config.gates[truthfulqa.mc2]: no score \"truthfulqa.mc2\": a "
+       "score path starts with a suite this stage runs: mmlu, preference_accuracy"},
+      {"gate_on_unwritten_score", WithEval("        gates: {mmlu.accs: \">= 0.3\"}\n"),
+       "p.yaml:28:28: spec.stages[3].config.gates[mmlu.accs]: no score \"mmlu.accs\": mmlu has "
+       "acc, questions, subjects.<name>.<leaf>, categories.<name>.<leaf>; did you mean acc?"},
       {"unknown_suite", WithEval("        mmlu_shots: 3\n").replace(
            WithEval("").find("preference_accuracy"), 19, "truthfulq"),
        "p.yaml:27:24: spec.stages[3].config.suites[1]: unknown suite \"truthfulq\"; expected one "

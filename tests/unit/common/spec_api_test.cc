@@ -82,10 +82,11 @@ TEST(Recipes, ZephyrTinyValidatesAndOrders) {
   const StageSpec& sft = spec.stages(0);
   EXPECT_EQ(sft.model(), "data://models/stories260K");
   EXPECT_EQ(sft.data(0).format(), align::v1::OASST_TREE);
-  EXPECT_EQ(sft.training().epochs(), 2);
-  EXPECT_DOUBLE_EQ(sft.training().learning_rate(), 1e-3);
+  // The SFT settings that teach the model to end its turn (runner test SftRecipeTeachesEndOfTurn).
+  EXPECT_EQ(sft.training().epochs(), 8);
+  EXPECT_DOUBLE_EQ(sft.training().learning_rate(), 3e-3);
   EXPECT_EQ(sft.training().batch_size(), 16);
-  EXPECT_EQ(sft.training().max_length(), 256);
+  EXPECT_EQ(sft.training().max_length(), 192);
   EXPECT_EQ(sft.chat_template(), "tokenizer");
   const StageSpec& dpo = spec.stages(2);
   EXPECT_EQ(dpo.model(), "${stages.sft.outputs.model}");

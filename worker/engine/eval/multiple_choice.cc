@@ -64,9 +64,17 @@ absl::StatusOr<std::map<std::string, std::string>> LoadMmluCategories(const std:
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": expected {\"subcategories\": {...}, \"categories\": {...}}"));
   }
+  // Category names become score keys (mmlu.categories.<key>.acc) that gates address with dotted
+  // paths, so they are written as lm-evaluation-harness names its MMLU groups: "STEM" -> stem,
+  // "social sciences" -> social_sciences, "other (business, health, misc.)" -> other.
+  const auto key = [](std::string name) {
+    if (const size_t paren = name.find(" ("); paren != std::string::npos) name.resize(paren);
+    for (char& c : name) c = c == ' ' ? '_' : absl::ascii_tolower(static_cast<unsigned char>(c));
+    return name;
+  };
   std::map<std::string, std::string> sub_to_cat;
   for (const auto& [cat, subs] : j["categories"].items()) {
-    for (const auto& s : subs) sub_to_cat[s.get<std::string>()] = cat;
+    for (const auto& s : subs) sub_to_cat[s.get<std::string>()] = key(cat);
   }
   std::map<std::string, std::string> out;
   for (const auto& [subject, subs] : j["subcategories"].items()) {

@@ -43,7 +43,8 @@ absl::StatusOr<std::vector<MmluQuestion>> LoadMmluSubject(const std::string& mml
                                                           const std::string& split);
 //! The subjects present in <mmlu_dir>/test, sorted.
 absl::StatusOr<std::vector<std::string>> MmluSubjects(const std::string& mmlu_dir);
-//! categories.json: subject -> category ("STEM", "humanities", "social sciences", "other (...)").
+//! categories.json: subject -> category key (stem, humanities, social_sciences, other: the
+//! file's names as lm-evaluation-harness writes its MMLU groups).
 absl::StatusOr<std::map<std::string, std::string>> LoadMmluCategories(const std::string& mmlu_dir);
 
 //! "question\nA. ..\nB. ..\nC. ..\nD. ..\nAnswer:" (question stripped, as lm-eval does).

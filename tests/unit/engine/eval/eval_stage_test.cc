@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/eval_scores.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/test_data.h"
 #include "gmock/gmock.h"
@@ -34,6 +35,19 @@ class Stories : public ::testing::Test {
   static Tokenizer* tokenizer_;
   static model::CausalLM* model_;
 };
+// Every number under results.json "scores" must be a path the spec validator accepts as a gate
+// (common/eval_scores.h), or a gate on it would be refused before the pipeline runs.
+void ExpectGateable(const nlohmann::json& node, const std::string& prefix, const EvalScoreContext& c) {
+  for (const auto& [key, value] : node.items()) {
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    if (value.is_object()) {
+      ExpectGateable(value, path, c);
+    } else if (value.is_number()) {
+      EXPECT_OK(CheckEvalScorePath(path, c)) << path;
+    }
+  }
+}
+
 Tokenizer* Stories::tokenizer_ = nullptr;
 model::CausalLM* Stories::model_ = nullptr;
 
@@ -132,6 +146,7 @@ TEST(EvalStage, RunsOnStories260KAndWritesTheRecord) {
   RecordingEventSink events;
   ASSERT_OK(RunEvalStage(job, events));
   const nlohmann::json r = ReadJson(out + "/results.json");
+  ExpectGateable(r["scores"], "", {{"mmlu", "truthfulqa"}, {"model"}});
   const auto& mmlu = r["scores"]["mmlu"];
   EXPECT_EQ(mmlu["questions"], 8);
   EXPECT_EQ(mmlu["subjects"]["abstract_algebra"]["questions"], 4);
@@ -212,6 +227,7 @@ TEST(EvalStage, PreferenceAccuracyOnHandMadePairs) {
   RecordingEventSink events;
   ASSERT_OK(RunEvalStage(job, events));
   const nlohmann::json r = ReadJson(out + "/results.json");
+  ExpectGateable(r["scores"], "", {{"preference_accuracy"}, {"baseline", "candidate"}});
   const auto& pa = r["scores"]["preference_accuracy"];
   EXPECT_EQ(pa["candidate"], 0.75);
   EXPECT_EQ(pa["baseline"], 0.75);
@@ -238,6 +254,7 @@ TEST(EvalStage, WinRateAgainstTheSameModelIsAllTies) {
   ASSERT_OK(RunEvalStage(job, events));
   const nlohmann::json r = ReadJson(out + "/results.json");
   EXPECT_EQ(r["scores"]["winrate_vs_sft"], 0.5);
+  ExpectGateable(r["scores"], "", {{"winrate"}, {"candidate", "sft"}});
   EXPECT_FALSE(r["scores"].contains("winrate_vs_judge_model"));
   EXPECT_FALSE(r["models"].contains("judge_model"));
   EXPECT_EQ(r["records"]["winrate"]["reward_model"], DataPath("models/stories260K"));

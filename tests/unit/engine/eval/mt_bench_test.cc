@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/eval_scores.h"
 #include "common/testing/status_matchers.h"
 #include "common/testing/test_data.h"
 #include "gmock/gmock.h"
@@ -320,6 +322,16 @@ TEST(MtBenchStage, EndpointJudgeScoresAndRecord) {
   const nlohmann::json r = ReadJson(out + "/results.json");
   ExpectKnownScores(r["scores"]["mt_bench"]);
   EXPECT_EQ(r["scores"]["mt_bench"]["judge_prompts_truncated"], 0);
+  // Every number written is a path the spec validator accepts as a gate (common/eval_scores.h).
+  std::function<void(const nlohmann::json&, const std::string&)> gateable =
+      [&](const nlohmann::json& node, const std::string& prefix) {
+        for (const auto& [key, value] : node.items()) {
+          const std::string path = prefix.empty() ? key : prefix + "." + key;
+          if (value.is_object()) gateable(value, path);
+          if (value.is_number()) EXPECT_OK(CheckEvalScorePath(path, {{"mt_bench"}, {"model"}})) << path;
+        }
+      };
+  gateable(r["scores"], "");
   EXPECT_TRUE(r["gates"][0]["passed"].get<bool>());
   const nlohmann::json& rec = r["records"]["mt_bench"];
   EXPECT_EQ(rec["dataset_files"][0]["sha256"], kQuestionSha);
