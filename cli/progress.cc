@@ -90,6 +90,7 @@ absl::StatusOr<align::v1::PipelineStatus> WaitForPipeline(CoordinatorClient& cli
     if (IsTerminal(status->state())) return *status;
     bool ended = false;
     absl::Status s = client.Watch(pipeline_id, after, [&](const align::v1::Event& e) {
+      if (stopped()) return false;  // interrupted: the stopping stages are not news
       after = std::max(after, e.sequence());
       if (e.type() == align::v1::STAGE_STATE_CHANGED ||
           e.type() == align::v1::PIPELINE_STATE_CHANGED ||
