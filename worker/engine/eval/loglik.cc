@@ -6,12 +6,19 @@
 #include <map>
 #include <numeric>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
 namespace align::engine::eval {
 
-EncodedPair EncodePair(const Tokenizer& tokenizer, const LoglikRequest& request) {
+namespace {
+
+// EncodePair with the context's tokens looked up in `context_cache` (keyed by the context after
+// its trailing spaces moved out): MMLU's four answers, TruthfulQA's 10-ish answers share one
+// context, which is then tokenized once instead of once per answer.
+EncodedPair EncodePairCached(const Tokenizer& tokenizer, const LoglikRequest& request,
+                             absl::flat_hash_map<std::string, std::vector<int32_t>>* context_cache) {
   std::string context = request.context;
   std::string continuation = request.continuation;
   size_t n_spaces = 0;
@@ -24,18 +31,33 @@ EncodedPair EncodePair(const Tokenizer& tokenizer, const LoglikRequest& request)
     context.resize(context.size() - n_spaces);
   }
   std::vector<int32_t> whole = tokenizer.Encode(context + continuation, /*add_special_tokens=*/true);
-  std::vector<int32_t> ctx = tokenizer.Encode(context, /*add_special_tokens=*/true);
-  if (tokenizer.add_eos_token()) {  // a trailing EOS belongs to neither side
-    if (!whole.empty()) whole.pop_back();
-    if (!ctx.empty()) ctx.pop_back();
+  if (tokenizer.add_eos_token() && !whole.empty()) whole.pop_back();  // a trailing EOS belongs to neither side
+  auto encode_context = [&]() {
+    std::vector<int32_t> ctx = tokenizer.Encode(context, /*add_special_tokens=*/true);
+    if (tokenizer.add_eos_token() && !ctx.empty()) ctx.pop_back();
+    return ctx;
+  };
+  size_t ctx_size = 0;
+  if (context_cache == nullptr) {
+    ctx_size = encode_context().size();
+  } else {
+    auto it = context_cache->find(context);
+    if (it == context_cache->end()) it = context_cache->emplace(context, encode_context()).first;
+    ctx_size = it->second.size();
   }
   EncodedPair out;
   // Never an empty continuation: when the context's tokens cover the whole (a merge across the
   // boundary), the last token of the whole is scored.
-  const size_t split = std::min(ctx.size(), whole.empty() ? size_t{0} : whole.size() - 1);
+  const size_t split = std::min(ctx_size, whole.empty() ? size_t{0} : whole.size() - 1);
   out.context.assign(whole.begin(), whole.begin() + split);
   out.continuation.assign(whole.begin() + split, whole.end());
   return out;
+}
+
+}  // namespace
+
+EncodedPair EncodePair(const Tokenizer& tokenizer, const LoglikRequest& request) {
+  return EncodePairCached(tokenizer, request, nullptr);
 }
 
 absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& model,
@@ -54,8 +76,9 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
     std::vector<int32_t> cont;
   };
   std::vector<Row> rows(requests.size());
+  absl::flat_hash_map<std::string, std::vector<int32_t>> context_tokens;
   for (size_t i = 0; i < requests.size(); ++i) {
-    EncodedPair p = EncodePair(tokenizer, requests[i]);
+    EncodedPair p = EncodePairCached(tokenizer, requests[i], &context_tokens);
     if (p.continuation.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("request ", i, ": empty text to score"));
     }
@@ -104,6 +127,13 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return rows[owner[a]].input.size() > rows[owner[b]].input.size();
   });
+  context_tokens.clear();
+  // Per forward row: how many of its last positions are scored (the longest continuation among
+  // the requests that share it). Only those positions' log-probs are computed and copied.
+  std::vector<int64_t> scored(owner.size(), 0);
+  for (size_t f = 0; f < owner.size(); ++f) {
+    for (size_t req : users[f]) scored[f] = std::max<int64_t>(scored[f], rows[req].cont_len);
+  }
   std::vector<LoglikResult> results(requests.size());
   try {
     at::NoGradGuard no_grad;
@@ -126,21 +156,38 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
       model::ForwardOptions fo;
       fo.attention_mask = mask.to(device);
       at::Tensor logits = model.Forward(ids.to(device), fo);
-      at::Tensor logp = at::log_softmax(logits.to(at::kFloat), -1).to(at::kCPU);
-      at::Tensor argmax = logp.argmax(-1);
-      auto logp_a = logp.accessor<float, 3>();
-      auto argmax_a = argmax.accessor<int64_t, 2>();
+      // Gather the scored positions (row r's last scored[r] input positions) into [N, V] and
+      // normalise only those: the log-softmax over [B, T, V] is never materialised, and only N
+      // rows of V floats reach the CPU.
+      std::vector<int64_t> flat;    // index into the [B * T] positions
+      std::vector<int64_t> base(b);  // per row: where its first scored position is in `flat`
       for (int64_t r = 0; r < b; ++r) {
-        for (size_t req : users[order[start + r]]) {
+        const size_t f = order[start + r];
+        const int64_t len = static_cast<int64_t>(rows[owner[f]].input.size());
+        base[r] = static_cast<int64_t>(flat.size());
+        for (int64_t pos = len - scored[f]; pos < len; ++pos) flat.push_back(r * t + pos);
+      }
+      const int64_t vocab = logits.size(-1);
+      at::Tensor index = at::from_blob(flat.data(), {static_cast<int64_t>(flat.size())}, at::kLong).to(device);
+      at::Tensor picked = logits.reshape({b * t, vocab}).index_select(0, index);
+      at::Tensor logp = at::log_softmax(picked.to(at::kFloat), -1);
+      at::Tensor argmax = logp.argmax(-1).to(at::kCPU);
+      logp = logp.to(at::kCPU).contiguous();
+      const float* logp_p = logp.data_ptr<float>();
+      const int64_t* argmax_p = argmax.data_ptr<int64_t>();
+      for (int64_t r = 0; r < b; ++r) {
+        const size_t f = order[start + r];
+        for (size_t req : users[f]) {
           const Row& row = rows[req];
-          const int64_t len = static_cast<int64_t>(row.input.size());
-          const int64_t first = len - static_cast<int64_t>(row.cont_len);
+          // Row r's scored positions end at its last input position; the request's
+          // continuation is the last cont_len of them.
+          const int64_t first = base[r] + scored[f] - static_cast<int64_t>(row.cont_len);
           double sum = 0;
           bool greedy = true;
           for (size_t k = 0; k < row.cont_len; ++k) {
-            const int64_t pos = first + static_cast<int64_t>(k);  // predicts row.cont[k]
-            sum += logp_a[r][pos][row.cont[k]];
-            greedy = greedy && argmax_a[r][pos] == row.cont[k];
+            const int64_t n = first + static_cast<int64_t>(k);  // predicts row.cont[k]
+            sum += logp_p[n * vocab + row.cont[k]];
+            greedy = greedy && argmax_p[n] == row.cont[k];
           }
           results[req] = LoglikResult{sum, greedy};
         }
