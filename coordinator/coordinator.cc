@@ -338,6 +338,12 @@ v1::PipelineStatus Coordinator::BuildStatus(const PipelineRt& p, bool with_attem
       if (Active(*a)) *st->mutable_progress() = a->row.status.progress();
       if (with_attempts) *st->add_attempts() = a->row.status;
     }
+    // A finished stage keeps its last attempt's final progress (step, loss, rewards...), which
+    // summaries and `alignctl get` show as the stage's final metrics.
+    if (!st->has_progress() && !s->attempts.empty() &&
+        s->attempts.back()->row.status.has_progress()) {
+      *st->mutable_progress() = s->attempts.back()->row.status.progress();
+    }
   }
   return out;
 }

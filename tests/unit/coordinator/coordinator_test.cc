@@ -476,5 +476,26 @@ TEST_F(CoordinatorTest, LogsAndMetricsAreStoredPerAttempt) {
   EXPECT_EQ(metrics.series(0).points(0).value(), 2.5);
 }
 
+TEST_F(CoordinatorTest, FinishedStageKeepsItsFinalProgress) {
+  const std::string id = SubmitOk(SftSpec());
+  FakeWorker w(*core_, "w1");
+  ASSERT_OK(w.Register());
+  ASSERT_OK(core_->Tick());
+  auto got = w.Poll();
+  ASSERT_EQ(got.size(), 1u);
+  v1::ReportAttemptRequest r;
+  r.set_attempt_id(got[0].attempt_id());
+  r.set_report_id("progress-1");
+  r.mutable_progress()->set_step(40);
+  (*r.mutable_progress()->mutable_metrics())["loss"] = 1.25;
+  ASSERT_OK(w.Report(r));
+  ASSERT_OK(w.Succeed(got[0].attempt_id()));
+  v1::PipelineStatus p = Get(id);
+  ASSERT_EQ(p.stages(0).state(), v1::STAGE_SUCCEEDED);
+  // The summary's FINAL METRICS column reads this once the attempt is no longer active.
+  EXPECT_EQ(p.stages(0).progress().step(), 40);
+  EXPECT_EQ(p.stages(0).progress().metrics().at("loss"), 1.25);
+}
+
 }  // namespace
 }  // namespace align::coordinator
