@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ccache pkg-config git
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libopenblas0-pthread libgloo-dev
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   libabsl-dev libsqlite3-dev sqlite3 prometheus-cpp-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libsentencepiece-dev libutf8proc-dev zlib1g-dev

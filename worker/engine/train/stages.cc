@@ -35,6 +35,9 @@ struct Common {
   int32_t pad_id = 0;
   std::optional<std::string> resume;
   TrainPaths paths;
+  // Data parallel group (world size 1 unless WORLD_SIZE > 1); only rank 0 writes outputs.
+  std::unique_ptr<Collective> collective;
+  bool writer() const { return collective->rank() == 0; }
 };
 
 absl::StatusOr<Common> Prepare(const JobSpec& job, EventSink& events) {
@@ -75,6 +78,11 @@ absl::StatusOr<Common> Prepare(const JobSpec& job, EventSink& events) {
   c.paths.output_model_dir = job.output_dir.empty() ? "" : job.output_dir + "/model";
   c.paths.tokenizer_source_dir = c.tokenizer_dir;
   ASSIGN_OR_RETURN(c.resume, ResolveResumeCheckpoint(job.resume_from));
+  if (job.world_size > 1) {
+    events.Emit("phase", {{"phase", "rendezvous"},
+                          {"message", absl::StrCat("rank ", job.rank, " of ", job.world_size)}});
+  }
+  ASSIGN_OR_RETURN(c.collective, CollectiveFromEnv(job.rank, job.world_size));
   return c;
 }
 
@@ -263,17 +271,18 @@ absl::StatusOr<nlohmann::json> RunSftStage(const JobSpec& job, EventSink& events
       nlohmann::json em;
       for (const auto& [k, v] : before) em["eval/" + k] = v;
       if (eos_before >= 0) em["eval/eos_rate"] = eos_before;
-      events.Emit("eval", {{"step", 0}, {"metrics", em}});
+      if (c.writer()) events.Emit("eval", {{"step", 0}, {"metrics", em}});
     }
-    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events));
+    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events,
+                                                        c.collective.get()));
     ASSIGN_OR_RETURN(double eos_after, EosRate(c, *policy, eval_ex, 16));
     nlohmann::json m = Finish(r, report);
     if (eos_after >= 0) m["eval/eos_rate"] = eos_after;
     if (before.count("loss")) m["eval/loss_before"] = before["loss"];
     if (before.count("eos_prob")) m["eval/eos_prob_before"] = before["eos_prob"];
     if (eos_before >= 0) m["eval/eos_rate_before"] = eos_before;
-    if (eos_after >= 0) events.Emit("eval", {{"step", r.steps}, {"metrics", {{"eval/eos_rate", eos_after}}}});
-    if (!r.final_model_dir.empty()) {
+    if (eos_after >= 0 && c.writer()) events.Emit("eval", {{"step", r.steps}, {"metrics", {{"eval/eos_rate", eos_after}}}});
+    if (!r.final_model_dir.empty() && c.writer()) {
       RETURN_IF_ERROR(data::EmitArtifact(events, "model", r.final_model_dir, "model"));
     }
     return m;
@@ -369,18 +378,22 @@ absl::StatusOr<nlohmann::json> RunDpoStage(const JobSpec& job, EventSink& events
                               {"batching", batching},
                               {"train", {{"chosen", tr.chosen}, {"rejected", tr.rejected}}},
                               {"eval", {{"chosen", ev.chosen}, {"rejected", ev.rejected}}}};
-          RETURN_IF_ERROR(data::WriteFileAtomic(cache, j.dump()));
+          // Every rank computes the same log-probs itself; rank 0 writes the cache.
+          if (c.writer()) RETURN_IF_ERROR(data::WriteFileAtomic(cache, j.dump()));
         }
-        RETURN_IF_ERROR(data::EmitArtifact(events, "reference_logps", cache, "cache"));
+        if (c.writer()) {
+          RETURN_IF_ERROR(data::EmitArtifact(events, "reference_logps", cache, "cache"));
+        }
         objective.SetPrecomputed(std::move(tr), std::move(ev));
         reference.reset();
       } else {
         objective.SetReferenceModel(reference.get());
       }
     }
-    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events));
+    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events,
+                                                        c.collective.get()));
     nlohmann::json m = Finish(r, report);
-    if (!r.final_model_dir.empty()) {
+    if (!r.final_model_dir.empty() && c.writer()) {
       RETURN_IF_ERROR(data::EmitArtifact(events, "model", r.final_model_dir, "model"));
     }
     return m;
@@ -400,9 +413,10 @@ absl::StatusOr<nlohmann::json> RunRewardModelStage(const JobSpec& job, EventSink
   RewardObjective objective(train_pairs, eval_pairs, c.pad_id, center, c.settings.batch_size);
   ASSIGN_OR_RETURN(auto policy, LoadPolicy(c, model::HeadKind::kScalar, c.settings.seed));
   try {
-    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events));
+    ASSIGN_OR_RETURN(TrainResult r, RunTraining(*policy, objective, c.settings, c.paths, events,
+                                                        c.collective.get()));
     nlohmann::json m = Finish(r, report);
-    if (!r.final_model_dir.empty()) {
+    if (!r.final_model_dir.empty() && c.writer()) {
       RETURN_IF_ERROR(data::EmitArtifact(events, "model", r.final_model_dir, "model"));
     }
     return m;

@@ -65,6 +65,37 @@ void AddScaled(std::map<std::string, double>& into, const std::map<std::string, 
   for (const auto& [k, v] : m) into[k] += v * scale;
 }
 
+// Data parallel: sums this rank's gradients, loss, token count and (additive) metrics with the
+// other ranks' in one exchange per dtype, so every rank clips and steps on the global batch's
+// gradient. A rank without examples this step (a short last batch) contributes zeros; it learns
+// the metric names from a no-grad pass over the batch's first example.
+absl::Status SumOverRanks(Collective& collective, Objective& objective, const model::CausalLM& policy,
+                          const std::vector<at::Tensor>& params, const std::vector<int64_t>& indices,
+                          bool idle, double& loss_value, int64_t& tokens,
+                          std::map<std::string, double>& metrics) {
+  if (idle && !indices.empty()) {
+    at::NoGradGuard no_grad;
+    ASSIGN_OR_RETURN(MicroStep probe, objective.Micro(policy, {indices[0]}, 1));
+    for (const auto& [k, v] : probe.metrics) metrics[k] = 0.0;
+  }
+  std::vector<at::Tensor> buffers;
+  for (const at::Tensor& p : params) {
+    if (!p.grad().defined()) const_cast<at::Tensor&>(p).mutable_grad() = at::zeros_like(p);
+    buffers.push_back(p.grad());
+  }
+  std::vector<double> figures{loss_value, static_cast<double>(tokens)};
+  for (const auto& [k, v] : metrics) figures.push_back(v);
+  buffers.push_back(at::tensor(figures, at::kDouble));
+  RETURN_IF_ERROR(collective.AllReduceSum(buffers));
+  at::Tensor summed = buffers.back().contiguous();
+  const double* f = summed.data_ptr<double>();
+  loss_value = f[0];
+  tokens = static_cast<int64_t>(std::llround(f[1]));
+  size_t i = 2;
+  for (auto& [k, v] : metrics) v = f[i++];
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 at::Tensor ToTensor(const std::vector<int64_t>& values, int64_t rows, int64_t length) {
@@ -136,8 +167,19 @@ absl::StatusOr<std::optional<std::string>> ResolveResumeCheckpoint(const std::st
 
 absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& objective,
                                         const TrainSettings& s, const TrainPaths& paths,
-                                        EventSink& events) {
+                                        EventSink& events, Collective* collective) {
   TrainResult result;
+  std::unique_ptr<Collective> single;
+  if (collective == nullptr) {
+    single = SingleProcessCollective();
+    collective = single.get();
+  }
+  // Data parallel: every rank holds all the examples and reads the same global batches; rank r
+  // runs examples r, r + world, ... of each, gradients and figures are summed over ranks, and
+  // only rank 0 writes files and step/eval/checkpoint events (docs/training.md, "Data parallel").
+  const int rank = collective->rank();
+  const int world = collective->world_size();
+  const bool writer = rank == 0;
   const int64_t n = objective.NumExamples();
   if (n <= 0) {
     return absl::FailedPreconditionError(
@@ -175,7 +217,7 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     LOG(INFO) << "resuming from " << *resume << " at step " << start_step;
   }
 
-  auto save_checkpoint = [&](int64_t step) -> absl::Status {
+  auto write_checkpoint = [&](int64_t step) -> absl::Status {
     events.Emit("phase", {{"phase", "save"}, {"message", absl::StrCat("checkpoint at step ", step)}});
     auto saved = ckpt.Save(step, [&](const std::string& dir) -> absl::Status {
       model::SaveOptions so;
@@ -199,11 +241,19 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     events.Emit("checkpoint", {{"step", step}, {"path", *saved}});
     return absl::OkStatus();
   };
+  // Rank 0 writes; no rank goes on (or exits) before the checkpoint is complete.
+  auto save_checkpoint = [&](int64_t step) -> absl::Status {
+    const absl::Status saved = writer ? write_checkpoint(step) : absl::OkStatus();
+    RETURN_IF_ERROR(collective->Barrier());
+    return saved;
+  };
 
   events.Emit("phase", {{"phase", "train"},
                         {"message", absl::StrCat(n, " examples, ", total, " steps of ", global,
                                                  " (", s.batch_size, " x ",
-                                                 s.gradient_accumulation_steps, ")")}});
+                                                 s.gradient_accumulation_steps, ")",
+                                                 world > 1 ? absl::StrCat(" over ", world, " ranks")
+                                                           : std::string())}});
   std::vector<int64_t> perm;
   int64_t perm_epoch = -1;
   std::map<std::string, double> eval_metrics;
@@ -218,7 +268,12 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     }
     const std::vector<int64_t> indices =
         Slice(perm, static_cast<size_t>(pos * global), static_cast<size_t>((pos + 1) * global));
+    // The global batch's denominator (every rank holds all the examples, so no exchange).
     const int64_t denom = objective.Denominator(indices);
+    std::vector<int64_t> mine;  // this rank's share: every world-th example of the global batch
+    for (size_t i = static_cast<size_t>(rank); i < indices.size(); i += static_cast<size_t>(world)) {
+      mine.push_back(indices[i]);
+    }
     std::map<std::string, double> metrics;
     int64_t tokens = 0;
     double loss_value = 0;
@@ -226,13 +281,17 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     const double lr = LearningRateAt(s.schedule, s.learning_rate, step, total, warmup);
     try {
       opt.ZeroGrad();
-      for (size_t b = 0; b < indices.size(); b += static_cast<size_t>(s.batch_size)) {
-        auto micro_idx = Slice(indices, b, b + static_cast<size_t>(s.batch_size));
+      for (size_t b = 0; b < mine.size(); b += static_cast<size_t>(s.batch_size)) {
+        auto micro_idx = Slice(mine, b, b + static_cast<size_t>(s.batch_size));
         ASSIGN_OR_RETURN(MicroStep ms, objective.Micro(policy, micro_idx, denom));
         loss_value += ms.loss.item<double>();
         if (ms.loss.requires_grad()) ms.loss.backward();
         AddScaled(metrics, ms.metrics, 1.0);
         tokens += ms.tokens;
+      }
+      if (world > 1) {
+        RETURN_IF_ERROR(SumOverRanks(*collective, objective, policy, params, indices, mine.empty(),
+                                     loss_value, tokens, metrics));
       }
       grad_norm = ClipGradNorm(params, s.max_grad_norm);
       opt.Step(lr);
@@ -251,7 +310,7 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
     result.losses.push_back(loss_value);
     result.last_metrics = metrics;
     result.steps = step + 1;
-    if ((step + 1) % s.logging_steps == 0 || step + 1 == total) {
+    if (writer && ((step + 1) % s.logging_steps == 0 || step + 1 == total)) {
       events.Emit("step", {{"step", step + 1},
                            {"total_steps", total},
                            {"epoch", static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch)},
@@ -273,13 +332,13 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
         return TorchError(e, "evaluation");
       }
       if (!ev.ok()) return ev.status();
-      if (!ev->empty()) {
+      if (!ev->empty() && writer) {
         nlohmann::json em;
         for (const auto& [k, v] : *ev) em["eval/" + k] = v;
         events.Emit("eval", {{"step", step + 1}, {"metrics", em}});
         LOG(INFO) << "eval at step " << step + 1 << ": " << em.dump();
-        eval_metrics = *ev;
       }
+      if (!ev->empty()) eval_metrics = *ev;
       evaluated_at_end = last;
     }
     if (s.stop_after_steps > 0 && step + 1 - start_step >= s.stop_after_steps && !last) {
@@ -297,11 +356,16 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
   }
   result.eval_metrics = eval_metrics;
   if (!paths.output_model_dir.empty()) {
-    events.Emit("phase", {{"phase", "save"}, {"message", "final model"}});
-    model::SaveOptions so;
-    so.tokenizer_source_dir = paths.tokenizer_source_dir;
-    RETURN_IF_ERROR(policy.Save(paths.output_model_dir, so));
-    result.final_model_dir = paths.output_model_dir;
+    absl::Status saved = absl::OkStatus();
+    if (writer) {
+      events.Emit("phase", {{"phase", "save"}, {"message", "final model"}});
+      model::SaveOptions so;
+      so.tokenizer_source_dir = paths.tokenizer_source_dir;
+      saved = policy.Save(paths.output_model_dir, so);
+      if (saved.ok()) result.final_model_dir = paths.output_model_dir;
+    }
+    RETURN_IF_ERROR(collective->Barrier());
+    RETURN_IF_ERROR(saved);
   }
   return result;
 }

@@ -19,6 +19,7 @@
 #include "worker/engine/core/job.h"
 #include "worker/engine/data/batching.h"
 #include "worker/engine/model/model.h"
+#include "worker/engine/train/distributed.h"
 #include "worker/engine/train/losses.h"
 #include "worker/engine/train/optim.h"
 
@@ -95,10 +96,15 @@ struct TrainResult {
 std::vector<int64_t> EpochOrder(int64_t n, uint64_t seed, int64_t epoch);
 
 //! Runs the loop on `policy` (trainable). On resume, weights come from the checkpoint: callers
-//! load the policy from ResolveResumeCheckpoint() instead of the base model.
+//! load the policy from ResolveResumeCheckpoint() instead of the base model (every rank the same
+//! one). With a `collective` of world size W > 1 (null = one process), each global batch is split
+//! over the ranks (rank r takes its examples r, r + W, ...; the order and the batches stay those
+//! of one rank, so the losses match a 1-rank run up to float summation order), gradients and
+//! figures are summed before clipping and AdamW, and only rank 0 writes checkpoints, the final
+//! model and step/eval/checkpoint events; every rank returns the same losses and metrics.
 absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& objective,
                                         const TrainSettings& settings, const TrainPaths& paths,
-                                        EventSink& events);
+                                        EventSink& events, Collective* collective = nullptr);
 
 //! The checkpoint to resume from: `resume_from` itself when it is a complete checkpoint, the
 //! newest complete one under it when it is a root; nullopt when empty. NotFound when set but
