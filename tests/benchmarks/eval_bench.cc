@@ -4,7 +4,9 @@
 // "shared" lines score the four answers " A".." D" of a question from one forward row (their
 // inputs are the same tokens), as lm-evaluation-harness's logits cache does.
 //
-//   build/bin/eval_bench [questions_per_subject=10] [shots=5] [threads=0]
+//   build/bin/eval_bench [questions_per_subject=10] [shots=5] [threads=0] [memory=heap|mmap]
+#include <malloc.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,15 +30,28 @@ int main(int argc, char** argv) {
   using namespace align::engine;
   std::setvbuf(stdout, nullptr, _IONBF, 0);  // progress visible even if the run is cut short
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
-    std::printf("usage: eval_bench [questions_per_subject=10] [shots=5] [threads=0]\n"
+    std::printf("usage: eval_bench [questions_per_subject=10] [shots=5] [threads=0] [memory=heap|mmap]\n"
                 "MMLU questions/s on stories260K by log-likelihood batch size, with and without shared\n"
-                "inputs, each as a ratio to batch 1 unshared measured in the same run.\n");
+                "inputs, each as a ratio to batch 1 unshared measured in the same run.\n"
+                "memory: heap keeps freed tensor memory in the heap as align-train does; mmap is glibc's\n"
+                "default (large blocks mapped and unmapped per allocation, the page faults show as sys time).\n");
     return 0;
   }
   const int per_subject = argc > 1 ? std::atoi(argv[1]) : 10;
   const int shots = argc > 2 ? std::atoi(argv[2]) : 5;
   const int threads = argc > 3 ? std::atoi(argv[3]) : 0;
   model::SetComputeThreads(threads);
+  // heap (default): as align-train does (worker/engine/align_train_main.cc), freed tensor memory
+  // stays in the heap; mmap: glibc's default, large blocks mapped and unmapped per allocation.
+  const std::string memory = argc > 4 ? argv[4] : "heap";
+  if (memory != "heap" && memory != "mmap") {
+    std::fprintf(stderr, "eval_bench: memory must be heap or mmap, got '%s'\n", memory.c_str());
+    return 2;
+  }
+  if (memory == "heap") {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
   const std::string dir = DataDir() + "/models/stories260K";
   auto tok = Tokenizer::Load(dir);
   auto lm = model::CausalLM::Load(dir, {});

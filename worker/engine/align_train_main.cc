@@ -1,4 +1,6 @@
 // align-train: runs one stage attempt from a job file (see proto/align/v1/job.proto).
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -24,6 +26,15 @@ constexpr char kUsage[] =
     "  --version    print the engine version\n"
     "\n"
     "Exit codes: 0 success, 2 bad job or config, 3 bad data or model input, 4 infrastructure.\n";
+
+// Keep freed tensor memory in the heap instead of returning it to the kernel. glibc serves
+// blocks over 32 MiB (attention scores, logits) with a fresh mmap and unmaps them on free, so
+// every forward pass page-faults its temporaries in again: on stories260K eval that was more
+// system than user time (docs/performance.md, "Eval: MMLU log-likelihood scoring").
+void KeepTensorMemoryInHeap() {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 }  // namespace
 
@@ -51,6 +62,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+  KeepTensorMemoryInHeap();
   auto job = align::engine::LoadJobFile(job_path);
   if (!job.ok()) {
     LOG(ERROR) << job.status();
