@@ -97,10 +97,10 @@ class DistributedTest : public ::testing::Test {
     if (!root_.empty()) fs::remove_all(root_);
   }
 
-  std::unique_ptr<model::CausalLM> Load(bool trainable) {
+  std::unique_ptr<model::CausalLM> Load(bool trainable, const std::string& dir = "") {
     model::LoadOptions o;
     o.trainable = trainable;
-    auto m = model::CausalLM::Load(root_ + "/base", o);
+    auto m = model::CausalLM::Load(dir.empty() ? root_ + "/base" : dir, o);
     EXPECT_OK(m.status());
     return m.ok() ? std::move(*m) : nullptr;
   }
@@ -127,15 +127,18 @@ class DistributedTest : public ::testing::Test {
     return p;
   }
 
-  // Runs `world` ranks as threads; make_objective(policy) builds a rank's objective.
+  // Runs `world` ranks as threads; make_objective() builds a rank's objective. With `resume`,
+  // every rank loads the policy from that checkpoint and resumes from it.
   template <typename MakeObjective>
   std::vector<std::unique_ptr<RankRun>> Run(const std::string& name, int world,
-                                            MakeObjective make_objective) {
+                                            MakeObjective make_objective,
+                                            const TrainSettings& settings = Settings(),
+                                            const std::string& resume = "") {
     std::vector<std::unique_ptr<RankRun>> runs;
     for (int r = 0; r < world; ++r) runs.push_back(std::make_unique<RankRun>());
     auto body = [&](int r) {
       RankRun& run = *runs[static_cast<size_t>(r)];
-      auto policy = Load(true);
+      auto policy = Load(true, resume);
       auto objective = make_objective();
       std::unique_ptr<Collective> collective = SingleProcessCollective();
       if (world > 1) {
@@ -146,8 +149,9 @@ class DistributedTest : public ::testing::Test {
         }
         collective = std::move(*c);
       }
-      run.result = RunTraining(*policy, *objective, Settings(), Paths(name, r), run.events,
-                               collective.get());
+      TrainPaths paths = Paths(name, r);
+      paths.resume_from = resume;
+      run.result = RunTraining(*policy, *objective, settings, paths, run.events, collective.get());
       for (const at::Tensor& p : policy->Parameters()) run.weights.push_back(p.detach().clone());
     };
     std::vector<std::thread> threads;
@@ -269,6 +273,32 @@ TEST_F(DistributedTest, SftOnTwoAndThreeRanksTakesTheOneRankSteps) {
   ASSERT_OK(one[0]->result.status());
   ExpectSameTraining(one, Run("sft2", 2, make), "sft2");
   ExpectSameTraining(one, Run("sft3", 3, make), "sft3");
+}
+
+// Killed after step 4 on 2 ranks, resumed on 2 ranks from rank 0's step-3 checkpoint (every rank
+// loads it): steps 4-6 equal the uninterrupted 1-rank run's.
+TEST_F(DistributedTest, SftResumeOnTwoRanksContinuesTheOneRankRun) {
+  const auto rows = SftRows(10, 3);
+  auto make = [&] { return std::make_unique<SftObjective>(rows, rows, 0, false, 4); };
+  auto one = Run("one", 1, make);
+  ASSERT_OK(one[0]->result.status());
+  TrainSettings killed = Settings();
+  killed.stop_after_steps = 4;
+  auto first = Run("killed", 2, make, killed);
+  for (const auto& run : first) ASSERT_OK(run->result.status());
+  const std::string ckpt = Paths("killed", 0).checkpoint_root + "/checkpoint-3";
+  ASSERT_TRUE(fs::exists(ckpt + "/COMPLETE"));
+  EXPECT_FALSE(fs::exists(Paths("killed", 1).checkpoint_root));
+  auto second = Run("resumed", 2, make, Settings(), ckpt);
+  for (size_t r = 0; r < second.size(); ++r) {
+    ASSERT_OK(second[r]->result.status());
+    const TrainResult& got = *second[r]->result;
+    EXPECT_EQ(got.resumed_from, ckpt);
+    ASSERT_EQ(got.losses.size(), 3u) << "rank " << r;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_NEAR(got.losses[i], one[0]->result->losses[3 + i], 1e-6) << "rank " << r << " step " << 4 + i;
+    }
+  }
 }
 
 TEST_F(DistributedTest, DpoWithFrozenReferenceOnTwoRanksTakesTheOneRankSteps) {
