@@ -173,11 +173,10 @@ absl::StatusOr<std::vector<std::vector<PreferencePair>>> LoadPreferenceSources(
       });
 }
 
-absl::Status EmitArtifact(EventSink& events, const std::string& name, const std::string& path,
-                          const std::string& kind) {
+absl::StatusOr<std::string> PathSha256(const std::string& path, int64_t* size_bytes) {
   std::error_code ec;
-  std::string sha;
   int64_t size = 0;
+  std::string sha;
   if (fs::is_directory(path, ec)) {
     std::vector<std::string> files;
     for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
@@ -195,6 +194,14 @@ absl::Status EmitArtifact(EventSink& events, const std::string& name, const std:
   } else {
     ASSIGN_OR_RETURN(sha, Sha256File(path, &size));
   }
+  if (size_bytes != nullptr) *size_bytes = size;
+  return sha;
+}
+
+absl::Status EmitArtifact(EventSink& events, const std::string& name, const std::string& path,
+                          const std::string& kind) {
+  int64_t size = 0;
+  ASSIGN_OR_RETURN(std::string sha, PathSha256(path, &size));
   events.Emit("artifact", {{"name", name}, {"path", path}, {"kind", kind}, {"sha256", sha},
                            {"size_bytes", size}});
   return absl::OkStatus();

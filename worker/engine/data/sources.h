@@ -65,8 +65,12 @@ absl::StatusOr<std::vector<std::vector<SftExample>>> LoadSftSources(
 absl::StatusOr<std::vector<std::vector<PreferencePair>>> LoadPreferenceSources(
     const std::vector<SourceSpec>& sources, DataReport& report);
 
-//! Emits an `artifact` event for a file or a directory (sha256 of a directory: of its files'
-//! names and hashes in sorted order; size: the sum).
+//! SHA-256 of a file, or of a directory: of its files' relative names and hashes, one
+//! "name hash" line each in sorted order. `size_bytes` (optional) gets the file's size or the sum
+//! of the directory's. The artifact events and the eval record identify models by this hash.
+absl::StatusOr<std::string> PathSha256(const std::string& path, int64_t* size_bytes = nullptr);
+
+//! Emits an `artifact` event for a file or a directory (sha256: PathSha256; size: the sum).
 absl::Status EmitArtifact(EventSink& events, const std::string& name, const std::string& path,
                           const std::string& kind);
 

@@ -304,24 +304,6 @@ absl::StatusOr<std::vector<std::string>> GenerateAnswers(const Loaded& m, const 
   return GenerateChat(m, conversations, {.max_new_tokens = cfg.max_new_tokens, .batch_size = cfg.batch_size});
 }
 
-// SHA-256 of a model directory as the artifact events compute it (its files' relative names and
-// hashes in sorted order), or of the file when `path` is one.
-absl::StatusOr<std::string> PathSha256(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_directory(path, ec)) return data::Sha256File(path);
-  std::vector<std::string> files;
-  for (const auto& e : fs::recursive_directory_iterator(path, ec)) {
-    if (e.is_regular_file()) files.push_back(e.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  std::string manifest;
-  for (const auto& f : files) {
-    ASSIGN_OR_RETURN(std::string h, data::Sha256File(f));
-    manifest += absl::StrCat(fs::relative(f, path).string(), " ", h, "\n");
-  }
-  return data::Sha256Hex(manifest);
-}
-
 // Conversations scored by the reward model: prompt + answer rendered with the RM's template.
 absl::StatusOr<std::vector<double>> RewardScores(const Loaded& rm, const std::vector<std::string>& prompts,
                                                  const std::vector<std::string>& answers, int batch_size) {
@@ -615,7 +597,7 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
           judge_rec["api_key_env"] = cfg.judge.api_key_env;  // the variable's name, never its value
         } else {
           ASSIGN_OR_RETURN(const Loaded* jm, get("judge", model::HeadKind::kCausalLM));
-          ASSIGN_OR_RETURN(std::string model_sha, PathSha256(jm->path));
+          ASSIGN_OR_RETURN(std::string model_sha, data::PathSha256(jm->path));
           judge_rec["identity"] = absl::StrCat("model:", jm->path);
           judge_rec["model_sha256"] = model_sha;
           judge_rec["template_sha256"] = data::Sha256Hex(jm->template_source);
