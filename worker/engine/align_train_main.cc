@@ -28,9 +28,10 @@ constexpr char kUsage[] =
     "Exit codes: 0 success, 2 bad job or config, 3 bad data or model input, 4 infrastructure.\n";
 
 // Keep freed tensor memory in the heap instead of returning it to the kernel. glibc serves
-// blocks over 32 MiB (attention scores, logits) with a fresh mmap and unmaps them on free, so
-// every forward pass page-faults its temporaries in again: on stories260K eval that was more
-// system than user time (docs/performance.md, "Eval: MMLU log-likelihood scoring").
+// blocks above its mmap threshold (128 KiB, rising to at most 32 MiB) with a fresh mmap and
+// unmaps them on free; attention scores and logits are bigger, so every forward pass
+// page-faults its temporaries in again: on stories260K eval that was more system than user time
+// (docs/performance.md, "Eval: MMLU log-likelihood scoring").
 void KeepTensorMemoryInHeap() {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
