@@ -322,8 +322,10 @@ absl::StatusOr<TrainResult> RunTraining(model::CausalLM& policy, Objective& obje
                 << " tok/s";
     }
     const bool last = step + 1 == total;
-    const bool eval_now = (s.eval_steps > 0 && (step + 1) % s.eval_steps == 0) ||
-                          (s.eval_steps <= 0 && ((step + 1) % steps_per_epoch == 0 || last));
+    // Every eval_steps steps (or every epoch when eval_steps <= 0), and always after the last
+    // step, so the result carries held-out figures for the final model.
+    const bool eval_now = last || (s.eval_steps > 0 && (step + 1) % s.eval_steps == 0) ||
+                          (s.eval_steps <= 0 && (step + 1) % steps_per_epoch == 0);
     if (eval_now) {
       absl::StatusOr<std::map<std::string, double>> ev;
       try {

@@ -1,6 +1,6 @@
 // The training loop on a tiny random model: exact resume after a kill for SFT and DPO, and the
 // step-0 DPO invariants (policy == reference gives ln 2, rewards exactly 0) with a frozen and a
-// precomputed reference.
+// precomputed reference; an evaluation after the last step whatever eval_steps is.
 #include "worker/engine/train/trainer.h"
 
 #include <filesystem>
@@ -291,6 +291,43 @@ TEST_F(TrainerTest, RewardModelLearnsAndReportsMetrics) {
   ASSERT_OK_AND_ASSIGN(TrainResult r, RunTraining(*rm, obj, s, Paths("rm"), events));
   EXPECT_GT(r.eval_metrics["accuracy"], 0.5);
   EXPECT_TRUE(r.last_metrics.count("reward/mean"));
+}
+
+// eval_steps 2 over 5 steps: evaluations after steps 2 and 4, and after the last step (5) even
+// though it is not a multiple, so the result's eval metrics are those of the final model.
+TEST_F(TrainerTest, EvaluatesAfterTheLastStepWhenEvalStepsDoesNotDivideIt) {
+  auto rows = SftRows(10, 3);
+  auto model = Load(root_ + "/base");
+  SftObjective obj(rows, SftRows(3, 8), 0, false, 4);
+  TrainSettings s = Settings();
+  s.max_steps = 5;
+  s.eval_steps = 2;
+  RecordingEventSink events;
+  ASSERT_OK_AND_ASSIGN(TrainResult r, RunTraining(*model, obj, s, Paths("e"), events));
+  std::vector<int64_t> eval_steps;
+  nlohmann::json last_eval;
+  for (const auto& e : events.events) {
+    if (e["event"] != "eval") continue;
+    eval_steps.push_back(e["step"].get<int64_t>());
+    last_eval = e["metrics"];
+  }
+  EXPECT_THAT(eval_steps, ::testing::ElementsAre(2, 4, 5));
+  ASSERT_OK_AND_ASSIGN(auto fresh, obj.Evaluate(*model));
+  ASSERT_TRUE(fresh.count("loss"));
+  EXPECT_EQ(r.eval_metrics["loss"], fresh["loss"]);
+  EXPECT_EQ(last_eval["eval/loss"].get<double>(), fresh["loss"]);
+
+  // A multiple of eval_steps ends with exactly one evaluation at the last step.
+  auto model4 = Load(root_ + "/base");
+  SftObjective obj4(rows, SftRows(3, 8), 0, false, 4);
+  s.max_steps = 4;
+  RecordingEventSink events4;
+  ASSERT_OK(RunTraining(*model4, obj4, s, Paths("e4"), events4).status());
+  eval_steps.clear();
+  for (const auto& e : events4.events) {
+    if (e["event"] == "eval") eval_steps.push_back(e["step"].get<int64_t>());
+  }
+  EXPECT_THAT(eval_steps, ::testing::ElementsAre(2, 4));
 }
 
 }  // namespace
