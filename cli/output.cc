@@ -205,6 +205,10 @@ std::string RenderStageProgress(const align::v1::StageStatus& stage, int name_wi
     bar.append(bar_width - filled, '.');
     int64_t step = done ? p.total_steps() : p.step();
     absl::StrAppend(&line, " [", bar, "] ", step, "/", p.total_steps());
+    // Training bars count steps; other work (eval suites) says what it counts.
+    if (!p.phase().empty() && p.phase() != "train" && p.phase() != "done" && !done) {
+      absl::StrAppend(&line, " ", p.phase());
+    }
     if (auto it = p.metrics().find("loss"); it != p.metrics().end()) {
       absl::StrAppend(&line, "  loss ", FormatMetric(it->second));
     }

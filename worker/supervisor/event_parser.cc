@@ -6,6 +6,8 @@
 #include <google/protobuf/util/time_util.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
+
 namespace align::worker {
 namespace {
 
@@ -75,6 +77,15 @@ void EventParser::Consume(const std::string& line, absl::Time now) {
     progress_.set_phase(String(ev, "phase"));
     in_train_phase_ = progress_.phase() == "train";
     if (in_train_phase_) last_step_at_ = now;  // the clock restarts when training (re)starts
+  } else if (type == "progress") {
+    // Work counted in items rather than optimizer steps (eval suites): a bar without metrics.
+    const std::string suite = String(ev, "suite");
+    progress_.set_phase(suite.empty() ? String(ev, "phase") : absl::StrCat(String(ev, "phase"), " ", suite));
+    progress_.set_step(static_cast<int64_t>(Number(ev, "done", 0)));
+    progress_.set_total_steps(static_cast<int64_t>(Number(ev, "total", 0)));
+    progress_.set_eta_seconds(Number(ev, "eta_seconds", 0));
+    progress_.set_tokens_per_second(0);
+    in_train_phase_ = false;
   } else if (type == "start") {
     progress_.set_phase("start");
   } else if (type == "eval") {

@@ -64,6 +64,14 @@ TEST(OutputTest, StageProgressLine) {
   s.set_state(align::v1::STAGE_SUCCEEDED);
   EXPECT_EQ(RenderStageProgress(s, 3, 8),
             "sft  succeeded  [########] 400/400  loss 1.234  12.3k tok/s");
+  align::v1::StageStatus e;
+  e.set_name("eval");
+  e.set_state(align::v1::STAGE_RUNNING);
+  e.mutable_progress()->set_phase("eval mmlu");
+  e.mutable_progress()->set_step(300);
+  e.mutable_progress()->set_total_steps(1140);
+  e.mutable_progress()->set_eta_seconds(28);
+  EXPECT_EQ(RenderStageProgress(e, 4, 8), "eval  running    [##......] 300/1140 eval mmlu  ETA 28s");
   align::v1::StageStatus q;
   q.set_name("dpo");
   q.set_state(align::v1::STAGE_QUEUED);

@@ -47,6 +47,21 @@ TEST(EventParserTest, EvalPhasePausesHangDetection) {
   EXPECT_EQ(p.progress().phase(), "eval");
 }
 
+TEST(EventParserTest, EvalProgressIsABarWithoutMetricPoints) {
+  EventParser p;
+  p.Consume(R"({"event":"phase","time":1,"phase":"eval","message":"mmlu"})", kT0);
+  p.Consume(R"({"event":"progress","time":2,"phase":"eval","suite":"mmlu","done":300,"total":1140,)"
+            R"("eta_seconds":28})",
+            kT0 + absl::Seconds(10));
+  EXPECT_EQ(p.progress().phase(), "eval mmlu");
+  EXPECT_EQ(p.progress().step(), 300);
+  EXPECT_EQ(p.progress().total_steps(), 1140);
+  EXPECT_DOUBLE_EQ(p.progress().eta_seconds(), 28);
+  EXPECT_FALSE(p.in_train_phase());  // not a training step: the hang detector stays paused
+  EXPECT_EQ(p.steps_seen(), 0);
+  EXPECT_TRUE(p.TakeStepPoints().empty());
+}
+
 TEST(EventParserTest, ArtifactsCheckpointsDoneAndErrors) {
   EventParser p;
   p.Consume(R"({"event":"checkpoint","time":1,"step":5,"path":"/w/checkpoint-5"})", kT0);

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
@@ -393,6 +395,26 @@ absl::StatusOr<std::vector<PrefExample>> LoadPreferenceExamples(const JobSpec& j
 
 }  // namespace
 
+namespace {
+
+// Turns a scorer's (done, total) callbacks into `progress` events for one suite: at most one a
+// second, plus the last, so a long MMLU run shows a bar and an ETA instead of silence.
+std::function<void(int64_t, int64_t)> ProgressReporter(EventSink& events, const std::string& suite) {
+  auto last = std::make_shared<absl::Time>(absl::InfinitePast());
+  const absl::Time started = absl::Now();
+  return [&events, suite, last, started](int64_t done, int64_t total) {
+    const absl::Time now = absl::Now();
+    if (done < total && now - *last < absl::Seconds(1)) return;
+    *last = now;
+    nlohmann::json f = {{"phase", "eval"}, {"suite", suite}, {"done", done}, {"total", total}};
+    const double elapsed = absl::ToDoubleSeconds(now - started);
+    if (done > 0 && done < total) f["eta_seconds"] = elapsed * static_cast<double>(total - done) / done;
+    events.Emit("progress", std::move(f));
+  };
+}
+
+}  // namespace
+
 absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
   ASSIGN_OR_RETURN(EvalConfig cfg, ParseEvalConfig(job));
   ASSIGN_OR_RETURN(std::vector<Gate> gates, ParseGates(cfg.gates));
@@ -441,7 +463,8 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
         mo.limit = cfg.limit;
         const std::string dir = eval_dir + "/mmlu";
         ASSIGN_OR_RETURN(MmluScores s, RunMmlu(dir, mo, MakeLoglikFn(*m->lm, *m->tokenizer,
-                                                                   {.batch_size = cfg.batch_size})));
+                                                                   {.batch_size = cfg.batch_size,
+                                                                    .progress = ProgressReporter(events, suite)})));
         scores["mmlu"] = s.ToJson();
         nlohmann::json rec = BaseRecord(cfg, *m);
         rec["shots"] = cfg.mmlu_shots;
@@ -459,7 +482,8 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
         const std::string csv = eval_dir + "/truthfulqa/TruthfulQA.csv";
         ASSIGN_OR_RETURN(auto qs, LoadTruthfulQa(csv));
         ASSIGN_OR_RETURN(TruthfulQaScores s, RunTruthfulQa(qs, cfg.limit, MakeLoglikFn(*m->lm, *m->tokenizer,
-                                                                                       {.batch_size = cfg.batch_size})));
+                                                                                       {.batch_size = cfg.batch_size,
+                                                                                        .progress = ProgressReporter(events, suite)})));
         scores["truthfulqa"] = s.ToJson();
         nlohmann::json rec = BaseRecord(cfg, *m);
         rec["shots"] = 6;  // the QA primer
@@ -503,7 +527,9 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
             reqs.push_back({e.context, e.chosen});
             reqs.push_back({e.context, e.rejected});
           }
-          ASSIGN_OR_RETURN(auto ll, ScoreLoglik(*m->lm, *m->tokenizer, reqs, {.batch_size = cfg.batch_size}));
+          ASSIGN_OR_RETURN(auto ll, ScoreLoglik(*m->lm, *m->tokenizer, reqs,
+                                                    {.batch_size = cfg.batch_size,
+                                                     .progress = ProgressReporter(events, suite + " " + role)}));
           std::vector<double> margin;
           for (size_t i = 0; i < ex.size(); ++i) margin.push_back(ll[2 * i].loglik - ll[2 * i + 1].loglik);
           ASSIGN_OR_RETURN(pa[role], PreferenceAccuracy(margin));

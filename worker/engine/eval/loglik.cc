@@ -192,6 +192,9 @@ absl::StatusOr<std::vector<LoglikResult>> ScoreLoglik(const model::CausalLM& mod
           results[req] = LoglikResult{sum, greedy};
         }
       }
+      if (options.progress) {
+        options.progress(static_cast<int64_t>(end), static_cast<int64_t>(order.size()));
+      }
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(absl::StrCat("log-likelihood forward pass failed: ", e.what_without_backtrace()));

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,6 +25,9 @@ struct LoglikOptions {
   //! sequence are scored from one forward row; off = one row per request (the results are the
   //! same; the benchmark compares the two).
   bool share_inputs = true;
+  //! Called after each batch with (forward rows done, rows in all): the eval stage turns it into
+  //! `progress` events. May be empty.
+  std::function<void(int64_t done, int64_t total)> progress;
 };
 
 //! The token split of one request: context tokens and the continuation tokens to score.

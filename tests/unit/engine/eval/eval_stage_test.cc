@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/eval_scores.h"
 #include "common/testing/status_matchers.h"
@@ -168,6 +169,18 @@ TEST(EvalStage, RunsOnStories260KAndWritesTheRecord) {
             "99d6ae7755e3b435eade956068c9de7c0c474770344237aeb66b56519ba4b697");
   EXPECT_EQ(r["records"]["truthfulqa"]["shots"], 6);
   EXPECT_TRUE(r["gates"][0]["passed"].get<bool>());
+  // Each suite reports its progress; the last report of a suite says all its rows are done.
+  std::map<std::string, nlohmann::json> last_progress;
+  for (const auto& e : events.events) {
+    if (e["event"] == "progress") last_progress[e["suite"].get<std::string>()] = e;
+  }
+  ASSERT_EQ(last_progress.size(), 2u);
+  // 8 questions x 2 forward rows: stories260K spells " B" as one token and " A", " C", " D" as
+  // "▁" + letter, so B's input is the context and the other three share context + "▁".
+  EXPECT_EQ(last_progress["mmlu"]["done"], 16);
+  EXPECT_EQ(last_progress["mmlu"]["total"], 16);
+  EXPECT_EQ(last_progress["truthfulqa"]["done"], last_progress["truthfulqa"]["total"]);
+  EXPECT_EQ(last_progress["truthfulqa"]["phase"], "eval");
   bool artifact = false;
   for (const auto& e : events.events) {
     if (e["event"] == "artifact" && e["name"] == "results") {
