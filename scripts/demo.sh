@@ -15,8 +15,8 @@ if [[ ! -d "$ALIGN_DATA_DIR/models/stories260K" ]]; then
 fi
 BIN=${ALIGN_BUILD_DIR:-build}/bin
 echo "== validating configs/pipelines/zephyr-tiny.yaml"
-# validate prints the resolved spec (every default filled in) and then its verdict: show the verdict.
-"$BIN/alignctl" validate configs/pipelines/zephyr-tiny.yaml | tail -n 1
+# validate prints the resolved spec (every default filled in) on stdout and its verdict on stderr.
+"$BIN/alignctl" validate configs/pipelines/zephyr-tiny.yaml >/dev/null
 echo "== running it in local mode (state and artifacts in ./.align/)"
 fresh=()
 [[ -n "${ALIGN_DEMO_FRESH:-}" ]] && fresh=(--fresh)
