@@ -5,7 +5,6 @@
 // inputs are the same tokens), as lm-evaluation-harness's logits cache does.
 //
 //   build/bin/eval_bench [questions_per_subject=10] [shots=5] [threads=0] [memory=heap|mmap]
-#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -14,6 +13,7 @@
 
 #include "worker/engine/eval/loglik.h"
 #include "worker/engine/eval/multiple_choice.h"
+#include "worker/engine/model/memory.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/tokenizer/tokenizer.h"
 
@@ -48,10 +48,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "eval_bench: memory must be heap or mmap, got '%s'\n", memory.c_str());
     return 2;
   }
-  if (memory == "heap") {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  }
+  if (memory == "heap") model::KeepFreedTensorMemoryInHeap();
   const std::string dir = DataDir() + "/models/stories260K";
   auto tok = Tokenizer::Load(dir);
   auto lm = model::CausalLM::Load(dir, {});

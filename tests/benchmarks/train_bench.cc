@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "worker/engine/data/batching.h"
+#include "worker/engine/model/memory.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/train/losses.h"
 #include "worker/engine/train/optim.h"
@@ -32,11 +33,12 @@ struct Args {
   int64_t seq = 128;
   int steps = 5;
   bool wall = false;  // --clock wall: elapsed time; default cpu: this process's CPU time
+  bool heap = true;   // --memory heap (default, as align-train) or mmap (glibc's default)
 };
 
 constexpr char kUsage[] =
     "Usage: train_bench [--threads N] [--batch B] [--seq T] [--steps S] [--clock cpu|wall]\n"
-    "                   [--reference PATH]\n"
+    "                   [--memory heap|mmap] [--reference PATH]\n"
     "Times one SFT step and one DPO step of the engine and of the PyTorch eager reference\n"
     "(tests/benchmarks/reference/train_reference.py, run with /usr/bin/python3 and Debian's\n"
     "python3-torch) on the same model, batch, sequence length and threads; prints tokens/s\n"
@@ -47,6 +49,9 @@ constexpr char kUsage[] =
     "  --steps S       timed steps after one warm-up; the best is kept (default 5)\n"
     "  --clock C       cpu (default): process CPU time, which other processes' load does not\n"
     "                  inflate (use with --threads 1); wall: elapsed time, for an idle machine\n"
+    "  --memory M      heap (default): freed tensor memory stays in the heap, as align-train\n"
+    "                  runs (model/memory.h); mmap: glibc's default, large temporaries mapped\n"
+    "                  and unmapped per allocation (the Python reference always runs so)\n"
     "  --reference P   the Python reference script (default: the path above)\n";
 
 double Seconds(bool wall) {
@@ -143,6 +148,8 @@ int main(int argc, char** argv) {
       a.steps = std::atoi(v);
     } else if (flag == "--clock" && (!std::strcmp(v, "cpu") || !std::strcmp(v, "wall"))) {
       a.wall = !std::strcmp(v, "wall");
+    } else if (flag == "--memory" && (!std::strcmp(v, "heap") || !std::strcmp(v, "mmap"))) {
+      a.heap = !std::strcmp(v, "heap");
     } else if (flag == "--reference") {
       reference = v;
     } else {
@@ -155,6 +162,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   model::SetComputeThreads(a.threads);
+  if (a.heap) model::KeepFreedTensorMemoryInHeap();
   const char* env = std::getenv("ALIGN_DATA_DIR");
   const std::string data = env && *env ? env : ALIGN_TEST_DATA_DIR;
   const std::string model_dir = data + "/models/stories260K";
@@ -193,9 +201,10 @@ int main(int argc, char** argv) {
     pclose(p);
     ref = nlohmann::json::parse(text, nullptr, false);
   }
-  std::printf("train_bench: threads %d, batch %lld, seq %lld (DPO: %lld rows), best of %d steps, %s clock\n",
+  std::printf("train_bench: threads %d, batch %lld, seq %lld (DPO: %lld rows), best of %d steps, %s clock, %s memory\n",
               a.threads, static_cast<long long>(a.batch), static_cast<long long>(a.seq),
-              static_cast<long long>(2 * a.batch), a.steps, a.wall ? "wall" : "cpu");
+              static_cast<long long>(2 * a.batch), a.steps, a.wall ? "wall" : "cpu",
+              a.heap ? "heap" : "mmap");
   std::printf("%-8s %-4s %14s %14s %8s\n", "model", "step", "engine tok/s", "pytorch tok/s", "ratio");
   for (const char* m : {"small", "medium"}) {
     for (const char* s : {"sft", "dpo"}) {

@@ -1,5 +1,4 @@
 // align-train: runs one stage attempt from a job file (see proto/align/v1/job.proto).
-#include <malloc.h>
 
 #include <cstdio>
 #include <cstring>
@@ -10,6 +9,7 @@
 #include "worker/engine/core/events.h"
 #include "worker/engine/core/failure.h"
 #include "worker/engine/core/job.h"
+#include "worker/engine/model/memory.h"
 #include "worker/engine/runner/runner.h"
 
 namespace {
@@ -26,16 +26,6 @@ constexpr char kUsage[] =
     "  --version    print the engine version\n"
     "\n"
     "Exit codes: 0 success, 2 bad job or config, 3 bad data or model input, 4 infrastructure.\n";
-
-// Keep freed tensor memory in the heap instead of returning it to the kernel. glibc serves
-// blocks above its mmap threshold (128 KiB, rising to at most 32 MiB) with a fresh mmap and
-// unmaps them on free; attention scores and logits are bigger, so every forward pass
-// page-faults its temporaries in again: on stories260K eval that was more system than user time
-// (docs/performance.md, "Eval: MMLU log-likelihood scoring").
-void KeepTensorMemoryInHeap() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-}
 
 }  // namespace
 
@@ -63,7 +53,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  KeepTensorMemoryInHeap();
+  align::engine::model::KeepFreedTensorMemoryInHeap();
   auto job = align::engine::LoadJobFile(job_path);
   if (!job.ok()) {
     LOG(ERROR) << job.status();
