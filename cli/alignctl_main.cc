@@ -6,8 +6,13 @@
 
 #include "cli/commands/commands.h"
 #include "common/version.h"
+#include "worker/engine/model/blas.h"
 
 int main(int argc, char** argv) {
+  // `generate` runs the model in this process: let it use the CPU's fast BLAS kernels.
+  if (argc > 1 && std::string(argv[1]) == "generate") {
+    align::engine::model::ReexecWithBetterOpenBlasCore(argv);
+  }
   CLI::App app{"alignctl: run and inspect LLM alignment pipelines (SFT, DPO, reward models, eval)"};
   app.set_version_flag("--version", std::string("alignctl ") + align::kEngineVersion);
   app.require_subcommand(1);

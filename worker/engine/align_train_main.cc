@@ -9,6 +9,7 @@
 #include "worker/engine/core/events.h"
 #include "worker/engine/core/failure.h"
 #include "worker/engine/core/job.h"
+#include "worker/engine/model/blas.h"
 #include "worker/engine/model/memory.h"
 #include "worker/engine/runner/runner.h"
 
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+  align::engine::model::ReexecWithBetterOpenBlasCore(argv);
   align::engine::model::KeepFreedTensorMemoryInHeap();
   auto job = align::engine::LoadJobFile(job_path);
   if (!job.ok()) {

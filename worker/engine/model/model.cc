@@ -20,6 +20,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "worker/engine/model/blas.h"
 #include "worker/engine/model/decoder_layer.h"
 #include "worker/engine/model/safetensors.h"
 
@@ -564,7 +565,9 @@ absl::Status CausalLM::Save(const std::string& dir, const SaveOptions& options) 
 }
 
 void SetComputeThreads(int threads) {
-  if (threads > 0) at::set_num_threads(threads);
+  if (threads <= 0) return;
+  at::set_num_threads(threads);
+  SetOpenBlasThreads(threads);  // its pool is its own: by default one thread per core
 }
 
 at::Device DefaultDevice() { return at::hasCUDA() ? at::Device(at::kCUDA) : at::Device(at::kCPU); }

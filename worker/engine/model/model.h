@@ -150,7 +150,8 @@ class CausalLM {
   friend class CausalLMBuilder;
 };
 
-//! Sets torch's intra-op threads (the worker's CPU allotment); <= 0 leaves the default.
+//! Sets torch's intra-op threads and OpenBLAS's pool (the worker's CPU allotment); <= 0 leaves
+//! the defaults.
 void SetComputeThreads(int threads);
 
 //! The best device available: CUDA when this LibTorch has it and a GPU is present, else CPU.
