@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "worker/engine/model/blas.h"
 #include "worker/engine/eval/loglik.h"
 #include "worker/engine/eval/multiple_choice.h"
 #include "worker/engine/model/memory.h"
@@ -27,6 +28,9 @@ std::string DataDir() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As align-train does; the PyTorch reference inherits the setting, so both sides use the
+  // same BLAS kernels.
+  align::engine::model::ReexecWithBetterOpenBlasCore(argv);
   using namespace align::engine;
   std::setvbuf(stdout, nullptr, _IONBF, 0);  // progress visible even if the run is cut short
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {

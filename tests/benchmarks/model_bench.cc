@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "worker/engine/model/blas.h"
 #include "worker/engine/model/generate.h"
 #include "worker/engine/model/model.h"
 
@@ -52,6 +53,9 @@ double Now() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As align-train does; the PyTorch reference inherits the setting, so both sides use the
+  // same BLAS kernels.
+  align::engine::model::ReexecWithBetterOpenBlasCore(argv);
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h" || a.rfind("--", 0) != 0 || a.find('=') == std::string::npos) {
@@ -92,7 +96,8 @@ int main(int argc, char** argv) {
   // Runs the reference for one case; the machine may be shared, so the C++ and Python runs of a
   // case alternate round by round and each side keeps its best round.
   auto python_case = [&](const std::string& args) -> nlohmann::json {
-    const std::string cmd = absl::StrCat(python, " ", script, " --model ", model_dir,
+    // OpenBLAS's own pool is capped as SetComputeThreads caps the engine's.
+    const std::string cmd = absl::StrCat("OPENBLAS_NUM_THREADS=", threads, " ", python, " ", script, " --model ", model_dir,
                                          " --threads ", threads, " --clock ", clock_name, " --new-tokens ", new_tokens,
                                          " --train ", train_spec, " ", args);
     std::string out;

@@ -16,6 +16,7 @@
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
+#include "worker/engine/model/blas.h"
 #include "worker/engine/data/batching.h"
 #include "worker/engine/model/memory.h"
 #include "worker/engine/model/model.h"
@@ -124,6 +125,9 @@ nlohmann::json Bench(model::CausalLM& policy, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As align-train does; the PyTorch reference inherits the setting, so both sides use the
+  // same BLAS kernels.
+  align::engine::model::ReexecWithBetterOpenBlasCore(argv);
   Args a;
   // Run from the repository root, or pass --reference PATH.
   std::string reference = "tests/benchmarks/reference/train_reference.py";
@@ -188,7 +192,9 @@ int main(int argc, char** argv) {
   }
   nlohmann::json ours = {{"small", Bench(**small, a)}, {"medium", Bench(**medium, a)}};
 
-  const std::string cmd = "/usr/bin/python3 " + reference + " --model " + model_dir +
+  // OpenBLAS keeps its own thread pool, which torch.set_num_threads does not size: cap it as
+  // SetComputeThreads does for the engine, so both sides get the same CPUs.
+  const std::string cmd = "OPENBLAS_NUM_THREADS=" + std::to_string(a.threads) + " /usr/bin/python3 " + reference + " --model " + model_dir +
                           " --threads " + std::to_string(a.threads) + " --batch " +
                           std::to_string(a.batch) + " --seq " + std::to_string(a.seq) +
                           " --steps " + std::to_string(a.steps) +
