@@ -328,7 +328,9 @@ TEST(MtBenchStage, EndpointJudgeScoresAndRecord) {
         for (const auto& [key, value] : node.items()) {
           const std::string path = prefix.empty() ? key : prefix + "." + key;
           if (value.is_object()) gateable(value, path);
-          if (value.is_number()) EXPECT_OK(CheckEvalScorePath(path, {{"mt_bench"}, {"model"}})) << path;
+          if (value.is_number()) {
+            EXPECT_OK(CheckEvalScorePath(path, {{"mt_bench"}, {"model"}})) << path;
+          }
         }
       };
   gateable(r["scores"], "");

@@ -183,7 +183,9 @@ class DistributedTest : public ::testing::Test {
       }
       for (const auto& [k, v] : ref.last_metrics) {
         ASSERT_TRUE(got.last_metrics.count(k)) << k;
-        if (k != "grad_norm") EXPECT_NEAR(got.last_metrics.at(k), v, 1e-5 * (1 + std::abs(v))) << k;
+        if (k != "grad_norm") {
+          EXPECT_NEAR(got.last_metrics.at(k), v, 1e-5 * (1 + std::abs(v))) << k;
+        }
       }
       ASSERT_EQ(many[r]->weights.size(), one[0]->weights.size());
       for (size_t i = 0; i < one[0]->weights.size(); ++i) {
