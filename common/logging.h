@@ -39,6 +39,15 @@ struct LogVoidify {
 #define ALIGN_LOG_LEVEL_ERROR ::align::LogLevel::kError
 #define ALIGN_LOG_LEVEL_FATAL ::align::LogLevel::kFatal
 
+// LibTorch's c10/util/Logging.h defines glog-style LOG and CHECK too; engine files include it first
+// (through the precompiled torch header), and ours replace them there.
+#ifdef LOG
+#undef LOG
+#endif
+#ifdef CHECK
+#undef CHECK
+#endif
+
 //! LOG(INFO) << "text"; levels DEBUG, INFO, WARNING, ERROR, FATAL.
 #define LOG(level)                                                        \
   (ALIGN_LOG_LEVEL_##level < ::align::MinLogLevel())                      \

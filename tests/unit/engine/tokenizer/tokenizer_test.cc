@@ -218,7 +218,9 @@ TEST(TokenizerTest, OffsetsPointIntoTheInput) {
   EXPECT_EQ(ids, tok.Encode(text, true));
   EXPECT_EQ(offsets[0], std::make_pair(0u, 0u));  // BOS
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] == 2) EXPECT_EQ(offsets[i], std::make_pair(8u, 12u));
+    if (ids[i] == 2) {
+      EXPECT_EQ(offsets[i], std::make_pair(8u, 12u));
+    }
   }
   EXPECT_EQ(offsets.back().second, text.size());
 }
