@@ -8,6 +8,7 @@
 #include "common/testing/status_matchers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/engine/train/tiny_data.h"
 #include "worker/engine/train/distributed.h"
 #include "worker/engine/train/trainer.h"
 
@@ -16,63 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-model::ModelConfig TinyConfig() {
-  model::ModelConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.vocab_size = 32;
-  c.max_position_embeddings = 64;
-  c.rms_norm_eps = 1e-5;
-  c.tie_word_embeddings = true;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  return c;
-}
-
-std::vector<data::PackedRow> SftRows(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<data::PackedRow> rows;
-  for (int i = 0; i < n; ++i) {
-    data::TokenizedExample ex;
-    const int len = 5 + static_cast<int>(rng() % 6);
-    ex.ids.push_back(1);
-    ex.mask.push_back(0);
-    for (int t = 1; t < len; ++t) {
-      ex.ids.push_back(3 + static_cast<int32_t>(rng() % 29));
-      ex.mask.push_back(t > 2 ? 1 : 0);
-    }
-    ex.ids.push_back(2);
-    ex.mask.push_back(1);
-    rows.push_back(data::ToRow(ex));
-  }
-  return rows;
-}
-
-std::vector<data::TokenizedPair> Pairs(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  auto seq = [&](int len) {
-    std::vector<int32_t> v;
-    for (int t = 0; t < len; ++t) v.push_back(3 + static_cast<int32_t>(rng() % 29));
-    return v;
-  };
-  std::vector<data::TokenizedPair> pairs;
-  for (int i = 0; i < n; ++i) {
-    data::TokenizedPair p;
-    p.prompt = seq(2 + static_cast<int>(rng() % 3));
-    p.prompt.insert(p.prompt.begin(), 1);
-    p.chosen = seq(2 + static_cast<int>(rng() % 3));
-    p.chosen.push_back(2);
-    p.rejected = seq(1 + static_cast<int>(rng() % 4));
-    p.rejected.push_back(2);
-    pairs.push_back(p);
-  }
-  return pairs;
-}
+using testing::Pairs;
+using testing::SftRows;
+using testing::TinyConfig;
 
 // What one rank's run leaves behind.
 struct RankRun {
