@@ -11,7 +11,9 @@
 int main(int argc, char** argv) {
   // `generate` runs the model in this process: let it use the CPU's fast BLAS kernels.
   if (argc > 1 && std::string(argv[1]) == "generate") {
-    align::engine::model::ReexecWithBetterOpenBlasCore(argv);
+    bool help = false;
+    for (int i = 2; i < argc; ++i) help |= std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h";
+    if (!help) align::engine::model::ReexecWithBetterOpenBlasCore(argv, /*announce=*/false);
   }
   CLI::App app{"alignctl: run and inspect LLM alignment pipelines (SFT, DPO, reward models, eval)"};
   app.set_version_flag("--version", std::string("alignctl ") + align::kEngineVersion);

@@ -31,14 +31,14 @@ absl::StatusOr<v1::PipelineSpec> Load(const ValidateOptions& options) {
 int RunValidate(const ValidateOptions& options) {
   auto spec = Load(options);
   if (!spec.ok()) {
-    std::cerr << spec.status().message() << "\n";
+    std::cerr << "alignctl: error: " << spec.status().message() << "\n";
     return 1;
   }
   std::string text;
   if (options.output == "json") {
     auto json = config::SpecToJson(*spec);
     if (!json.ok()) {
-      std::cerr << json.status().message() << "\n";
+      std::cerr << "alignctl: error: " << json.status().message() << "\n";
       return 1;
     }
     text = *json + "\n";

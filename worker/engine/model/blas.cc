@@ -36,16 +36,18 @@ std::optional<std::string> BetterOpenBlasCore(std::string_view core, bool user_s
   return std::nullopt;
 }
 
-void ReexecWithBetterOpenBlasCore(char** argv) {
+void ReexecWithBetterOpenBlasCore(char** argv, bool announce) {
   const char* env = std::getenv("OPENBLAS_CORETYPE");
   const std::string core = OpenBlasCoreName();
   const auto better =
       BetterOpenBlasCore(core, env != nullptr && *env != '\0', __builtin_cpu_supports("avx512f"),
                          __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
   if (!better) return;
-  LOG(INFO) << "OpenBLAS chose its " << core << " (SSE3) kernels on this CPU, a model it does not "
-            << "know; re-running with OPENBLAS_CORETYPE=" << *better
-            << " (set OPENBLAS_CORETYPE yourself to choose)";
+  if (announce) {
+    LOG(INFO) << "OpenBLAS chose its " << core << " (SSE3) kernels on this CPU, a model it does "
+              << "not know; re-running with OPENBLAS_CORETYPE=" << *better
+              << " (set OPENBLAS_CORETYPE yourself to choose)";
+  }
   if (setenv("OPENBLAS_CORETYPE", better->c_str(), 1) != 0) return;
   execv("/proc/self/exe", argv);
   LOG(WARNING) << "cannot re-execute /proc/self/exe (" << std::strerror(errno)

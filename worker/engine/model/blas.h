@@ -25,7 +25,8 @@ std::optional<std::string> BetterOpenBlasCore(std::string_view core, bool user_s
 //! Re-executes this program (/proc/self/exe, same argv, same pid) with OPENBLAS_CORETYPE set when
 //! BetterOpenBlasCore says so, logging why; returns only when nothing is to be done or exec failed
 //! (then the run goes on with the slow kernels and a warning). Call first thing in main().
-void ReexecWithBetterOpenBlasCore(char** argv);
+//! `announce`: log the re-execution (align-train's stage logs); interactive tools pass false.
+void ReexecWithBetterOpenBlasCore(char** argv, bool announce = true);
 
 //! Caps OpenBLAS's own thread pool (separate from torch's intra-op threads) at `threads`, so a
 //! stage given N CPUs uses N; no-op for threads <= 0 or a BLAS that is not OpenBLAS.
