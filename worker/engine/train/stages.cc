@@ -49,6 +49,12 @@ absl::StatusOr<Common> Prepare(const JobSpec& job, EventSink& events) {
   if (c.model_dir.empty()) {
     return absl::InvalidArgumentError("stage.model: no model given (set stage.model or defaults.model)");
   }
+  if (std::error_code ec; !std::filesystem::is_directory(c.model_dir, ec)) {
+    // Checked before the tokenizer, which is read from the model directory by default.
+    return MarkInputError(absl::NotFoundError(absl::StrCat(
+        "stage.model: ", c.model_dir, ": no such model directory (a Hugging Face directory with "
+        "config.json and model.safetensors)")));
+  }
   auto tin = job.inputs.find("tokenizer");
   c.tokenizer_dir = tin != job.inputs.end()
                         ? tin->second
