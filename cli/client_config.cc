@@ -54,6 +54,12 @@ absl::StatusOr<ClientConfig> ResolveClientConfig(
   std::string file_address;
   std::string file_token_file;
   std::error_code ec;
+  // The default locations are optional; a file named by ALIGN_CONFIG must exist.
+  if (!config_path.empty() && config_path == Get(getenv, "ALIGN_CONFIG") &&
+      !std::filesystem::exists(config_path, ec)) {
+    return absl::NotFoundError(absl::StrCat("ALIGN_CONFIG names ", config_path,
+                                            ", which does not exist; create it or unset ALIGN_CONFIG"));
+  }
   if (!config_path.empty() && std::filesystem::exists(config_path, ec)) {
     try {
       YAML::Node root = YAML::LoadFile(config_path);

@@ -39,10 +39,11 @@ absl::Status DescribeRpcError(const grpc::Status& status, const ClientConfig& co
     case grpc::StatusCode::PERMISSION_DENIED:
       return absl::Status(code, absl::StrCat(what, ": permission denied: ", msg));
     case grpc::StatusCode::NOT_FOUND:
-      return absl::Status(code, absl::StrCat(msg.empty() ? what + ": not found" : msg,
-                                             absl::StrContains(what, "pipeline")
-                                                 ? " (alignctl list shows the pipelines)"
-                                                 : ""));
+      // The coordinator's message names what is missing and, for a pipeline, points at
+      // `alignctl list`; an empty one (an older coordinator) gets the hint here.
+      return absl::Status(code, msg.empty() ? absl::StrCat(what, ": not found (alignctl list shows "
+                                                           "the pipelines)")
+                                            : msg);
     default:
       return absl::Status(code, msg.empty() ? absl::StrCat(what, " failed") : msg);
   }

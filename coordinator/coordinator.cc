@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/config/pipeline_config.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -290,6 +291,13 @@ Coordinator::PipelineRt* Coordinator::FindPipeline(const std::string& id_or_name
   *error = absl::NotFoundError(absl::StrCat("no pipeline with id or name '", id_or_name,
                                             "'; see alignctl list"));
   return nullptr;
+}
+
+absl::Status Coordinator::NoSuchStage(const PipelineRt& p, const std::string& stage) const {
+  std::vector<std::string> names;
+  for (const auto& s : p.stages) names.push_back(s->row.status.name());
+  return absl::NotFoundError(absl::StrCat("pipeline ", p.row.status.pipeline_id(), " has no stage '",
+                                          stage, "'; its stages: ", absl::StrJoin(names, ", ")));
 }
 
 Coordinator::AttemptRt* Coordinator::FindAttempt(const std::string& attempt_id, PipelineRt** p,
@@ -845,8 +853,7 @@ absl::StatusOr<v1::RetryStageResponse> Coordinator::RetryStage(const v1::RetrySt
   if (p == nullptr) return error;
   auto si = p->stage_index.find(request.stage());
   if (si == p->stage_index.end()) {
-    return absl::NotFoundError(absl::StrCat("pipeline ", p->row.status.pipeline_id(),
-                                            " has no stage '", request.stage(), "'"));
+    return NoSuchStage(*p, request.stage());
   }
   StageRt& s = *p->stages[si->second];
   const StageState st = s.row.status.state();
@@ -907,7 +914,7 @@ absl::StatusOr<std::vector<v1::LogLine>> Coordinator::ReadLogs(const v1::StreamL
     id = p->row.status.pipeline_id();
     *finished = PipelineTerminal(p->row.status.state());
     if (!request.stage().empty() && p->stage_index.count(request.stage()) == 0) {
-      return absl::NotFoundError(absl::StrCat("pipeline ", id, " has no stage '", request.stage(), "'"));
+      return NoSuchStage(*p, request.stage());
     }
   }
   return store_.ReadLogs(id, request.stage(), request.rank(), request.tail());

@@ -147,6 +147,8 @@ class Coordinator {
 
   PipelineRt* FindPipeline(const std::string& id_or_name, absl::Status* error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND naming the pipeline's stages.
+  absl::Status NoSuchStage(const PipelineRt& p, const std::string& stage) const;
   AttemptRt* FindAttempt(const std::string& attempt_id, PipelineRt** p, StageRt** s)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::PipelineStatus BuildStatus(const PipelineRt& p, bool with_attempts) const

@@ -88,6 +88,15 @@ TEST_F(ClientConfigTest, BadConfigAndTokenFilesAreClearErrors) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(broken + ":")));
   EXPECT_THAT(ResolveClientConfig({"", (dir_ / "missing").string()}, Env(), ""),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("cannot read token file")));
+  // A missing default config file is fine; one named by ALIGN_CONFIG is an error.
+  const std::string missing = (dir_ / "nope.yaml").string();
+  EXPECT_OK(ResolveClientConfig({}, Env(), missing).status());
+  env_["ALIGN_CONFIG"] = missing;
+  EXPECT_THAT(ResolveClientConfig({}, Env(), missing),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "ALIGN_CONFIG names " + missing +
+                           ", which does not exist; create it or unset ALIGN_CONFIG"));
+  env_.erase("ALIGN_CONFIG");
   std::string empty = Write("empty", "\n\n");
   EXPECT_THAT(ResolveClientConfig({"", empty}, Env(), ""),
               StatusIs(absl::StatusCode::kInvalidArgument, "token file " + empty + " is empty"));

@@ -24,10 +24,15 @@ TEST(CoordinatorClientTest, ErrorsAreOneLineAndSayWhatToDo) {
       StatusIs(absl::StatusCode::kUnauthenticated,
                "coordinator at coord:50051 rejected the token from /etc/align/token: bad token; "
                "pass a valid one with --token-file, ALIGN_TOKEN_FILE or ALIGN_TOKEN"));
-  EXPECT_THAT(DescribeRpcError(grpc::Status(grpc::StatusCode::NOT_FOUND, "no pipeline \"x\""), c,
-                               "pipeline \"x\""),
+  // The coordinator's own message already says where to look: passed through, hint not doubled.
+  EXPECT_THAT(DescribeRpcError(grpc::Status(grpc::StatusCode::NOT_FOUND,
+                                            "no pipeline with id or name 'x'; see alignctl list"),
+                               c, "pipeline \"x\""),
               StatusIs(absl::StatusCode::kNotFound,
-                       "no pipeline \"x\" (alignctl list shows the pipelines)"));
+                       "no pipeline with id or name 'x'; see alignctl list"));
+  EXPECT_THAT(DescribeRpcError(grpc::Status(grpc::StatusCode::NOT_FOUND, ""), c, "pipeline \"x\""),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "pipeline \"x\": not found (alignctl list shows the pipelines)"));
   EXPECT_THAT(DescribeRpcError(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a\nb\n"), c, "submit"),
               StatusIs(absl::StatusCode::kInvalidArgument, "a; b"));
 }

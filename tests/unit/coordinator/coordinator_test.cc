@@ -285,6 +285,12 @@ TEST_F(CoordinatorTest, UserErrorWithoutRetriesFailsStageSkipsDependents) {
   EXPECT_EQ(r.status().state(), v1::PIPELINE_RUNNING);
   EXPECT_EQ(StageOf(r.status(), "sft").state(), v1::STAGE_QUEUED);
   EXPECT_EQ(StageOf(r.status(), "dpo").state(), v1::STAGE_BLOCKED);
+
+  // A stage name that is not in the pipeline: the error lists the ones that are.
+  retry.set_stage("sfft");
+  EXPECT_THAT(core_->RetryStage(retry),
+              StatusIs(absl::StatusCode::kNotFound,
+                       "pipeline " + id + " has no stage 'sfft'; its stages: sft, dpo"));
 }
 
 TEST_F(CoordinatorTest, UserRetriesHaveTheirOwnBudgetWithExponentialBackoff) {
