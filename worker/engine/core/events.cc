@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -26,10 +28,21 @@ nlohmann::json Stamp(const std::string& type, nlohmann::json fields) {
 
 absl::StatusOr<std::unique_ptr<JsonLinesEventSink>> JsonLinesEventSink::Open(const std::string& path) {
   if (path.empty()) return std::unique_ptr<JsonLinesEventSink>(new JsonLinesEventSink(stdout, false));
+  // The worker creates the attempt directory; a job run by hand may name a folder that does
+  // not exist yet.
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("events_path ", path, ": cannot create its folder ",
+                                                 parent.string(), ": ", ec.message()));
+    }
+  }
   std::FILE* f = std::fopen(path.c_str(), "a");
   if (f == nullptr) {
     return absl::UnavailableError(
-        absl::StrCat(path, ": cannot open events file: ", std::strerror(errno)));
+        absl::StrCat("events_path ", path, ": cannot open for appending: ", std::strerror(errno)));
   }
   return std::unique_ptr<JsonLinesEventSink>(new JsonLinesEventSink(f, true));
 }
