@@ -26,7 +26,8 @@ constexpr char kUsage[] =
     "  --help       this text\n"
     "  --version    print the engine version\n"
     "\n"
-    "Exit codes: 0 success, 2 bad job or config, 3 bad data or model input, 4 infrastructure.\n";
+    "Exit codes: 0 success, 2 bad job or config, 3 bad data or model input, 4 infrastructure,\n"
+    "5 evaluation gates not met.\n";
 
 }  // namespace
 

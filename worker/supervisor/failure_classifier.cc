@@ -135,6 +135,8 @@ Classification FailureClassifier::Classify(const FailureInput& input) const {
   } else if (input.exit.exit_code == 4) {
     cls = v1::INFRASTRUCTURE;
     what = " (infrastructure)";
+  } else if (input.exit.exit_code == 5) {
+    what = " (evaluation gates not met)";
   }
   // The engine knows best why it gave up, when it says so.
   if (input.engine_failure_class == "user_error") cls = v1::USER_ERROR;

@@ -49,6 +49,8 @@ TEST(FailureClassifierTest, EccAndNcclTimeoutsAreInfrastructure) {
 TEST(FailureClassifierTest, ExitCodesAndSignalsWithoutAMatchingRule) {
   EXPECT_EQ(Classify({.exit = {.exit_code = 2}}).failure_class, v1::USER_ERROR);
   EXPECT_EQ(Classify({.exit = {.exit_code = 2}}).reason, "exited with code 2 (bad job or config)");
+  EXPECT_EQ(Classify({.exit = {.exit_code = 5}}).failure_class, v1::USER_ERROR);
+  EXPECT_EQ(Classify({.exit = {.exit_code = 5}}).reason, "exited with code 5 (evaluation gates not met)");
   EXPECT_EQ(Classify({.exit = {.exit_code = 3}}).failure_class, v1::USER_ERROR);
   EXPECT_EQ(Classify({.exit = {.exit_code = 4}}).failure_class, v1::INFRASTRUCTURE);
   EXPECT_EQ(Classify({.exit = {.exit_code = 1}}).failure_class, v1::USER_ERROR);

@@ -11,12 +11,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/version.h"
+#include "worker/engine/core/failure.h"
 #include "worker/engine/data/jsonl.h"
 #include "worker/engine/data/sources.h"
 #include "worker/engine/eval/gates.h"
@@ -678,7 +680,9 @@ absl::Status RunEvalStage(const JobSpec& job, EventSink& events) {
   events.Emit("eval", {{"step", 0}, {"metrics", scores}});
   const std::string report = GateReport(gate_results);
   if (!report.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat("stage '", job.stage_name, "': eval gates failed\n", report));
+    // One line: it becomes the stage's reason in tables and the run summary.
+    return MarkGateFailure(absl::FailedPreconditionError(absl::StrCat(
+        "stage '", job.stage_name, "': eval gates failed: ", absl::StrReplaceAll(report, {{"\n", "; "}}))));
   }
   return absl::OkStatus();
 }

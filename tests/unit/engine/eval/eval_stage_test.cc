@@ -9,6 +9,7 @@
 #include "common/testing/test_data.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "worker/engine/core/failure.h"
 #include "worker/engine/eval/loglik.h"
 #include "worker/engine/model/model.h"
 #include "worker/engine/tokenizer/tokenizer.h"
@@ -203,7 +204,14 @@ TEST(EvalStage, FailedGateFailsTheStageWithAReport) {
   const absl::Status s = RunEvalStage(job, events);
   EXPECT_THAT(s, StatusIs(absl::StatusCode::kFailedPrecondition,
                           HasSubstr("gate mmlu.acc >= 0.99 failed: value ")));
-  EXPECT_THAT(std::string(s.message()), HasSubstr("gate winrate_vs_sft >= 0.5 failed: no such score"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("; gate winrate_vs_sft >= 0.5 failed: no such score in the results"));
+  // One line (it is the stage's reason in tables), and its own exit code: the run worked, the
+  // model did not pass.
+  EXPECT_THAT(std::string(s.message()),
+              ::testing::StartsWith("stage 'eval': eval gates failed: gate mmlu.acc >= 0.99 failed"));
+  EXPECT_EQ(std::string(s.message()).find('\n'), std::string::npos);
+  EXPECT_EQ(ExitCodeFor(s), 5);
   // The results are written even when a gate fails: they explain the failure.
   const nlohmann::json r = ReadJson(out + "/results.json");
   EXPECT_EQ(r["scores"]["mmlu"]["questions"], 2);

@@ -33,6 +33,7 @@ TEST(ExitCodeTest, Classes) {
   EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("x")), 2);
   EXPECT_EQ(ExitCodeFor(MarkInputError(absl::InvalidArgumentError("bad line"))), 3);
   EXPECT_EQ(ExitCodeFor(absl::UnavailableError("disk")), 4);
+  EXPECT_EQ(ExitCodeFor(MarkGateFailure(absl::FailedPreconditionError("gates"))), 5);
 }
 
 class RunnerTest : public ::testing::Test {
