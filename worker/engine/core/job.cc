@@ -444,7 +444,7 @@ absl::StatusOr<JobSpec> ParseJob(const std::string& json_text, const std::string
     for (const std::string& key : kConfigs) {
       if (key != job.stage_type && job.stage.contains(key)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            source, ": stage.", key, ": a ", job.stage_type, " stage reads its settings from stage.",
+            source, ": stage.", key, ": stage.type is ", job.stage_type, ", which reads its settings from stage.",
             job.stage_type, "; move them there or set stage.type to ", absl::AsciiStrToUpper(key)));
       }
     }

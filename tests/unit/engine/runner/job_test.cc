@@ -162,8 +162,8 @@ TEST(JobTest, OtherWrongTypes) {
 TEST(JobTest, ConfigBlockOfAnotherStageTypeIsAnError) {
   nlohmann::json j = WorkerJob();
   j["stage"]["dpo"] = {{"beta", 0.1}};
-  EXPECT_EQ(Error(j), "job.json: stage.dpo: a sft stage reads its settings from stage.sft; move them "
-                      "there or set stage.type to DPO");
+  EXPECT_EQ(Error(j), "job.json: stage.dpo: stage.type is sft, which reads its settings from "
+                      "stage.sft; move them there or set stage.type to DPO");
 }
 
 TEST(JobTest, NullIsTheDefaultAndLowerCaseEnumsPass) {
