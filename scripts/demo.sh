@@ -3,7 +3,8 @@
 # local mode (SFT on OpenAssistant -> HH-RLHF preference formatting -> DPO -> evaluation with
 # gates) on the real stories260K model, and prints the summary and the report's path.
 # Running it again continues (or, once finished, shows) the same pipeline; ALIGN_DEMO_FRESH=1
-# starts a new one.
+# starts a new one that recomputes every stage (without it, the stage cache would reuse the earlier
+# run's outputs and the new pipeline would finish in a second with no training curves of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -19,7 +20,7 @@ echo "== validating configs/pipelines/zephyr-tiny.yaml"
 "$BIN/alignctl" validate configs/pipelines/zephyr-tiny.yaml >/dev/null
 echo "== running it in local mode (state and artifacts in ./.align/)"
 fresh=()
-[[ -n "${ALIGN_DEMO_FRESH:-}" ]] && fresh=(--fresh)
+[[ -n "${ALIGN_DEMO_FRESH:-}" ]] && fresh=(--fresh --no-cache)
 "$BIN/alignctl" run -f configs/pipelines/zephyr-tiny.yaml "${fresh[@]}"
 summary=$(ls -t .align/reports/*.md 2>/dev/null | head -n 1 || true)
 if [[ -n "$summary" ]]; then
