@@ -308,7 +308,13 @@ std::vector<std::pair<std::string, std::vector<ChartSeries>>> StageCharts(
 
 std::vector<std::pair<std::string, double>> FlattenEvalScores(const nlohmann::json& results) {
   std::vector<std::pair<std::string, double>> out;
-  Flatten(results, "", &out);
+  // results.json keeps the scores under "scores", next to the reproducibility "records" (batch
+  // size, shots, limits, file sizes), which are settings, not scores.
+  if (results.is_object() && results.contains("scores") && results["scores"].is_object()) {
+    Flatten(results["scores"], "", &out);
+  } else {
+    Flatten(results, "", &out);
+  }
   return out;
 }
 

@@ -116,6 +116,13 @@ TEST(ReportTest, EvalScoresAndGates) {
                         {"mmlu.n", 100},
                         {"preference_accuracy.baseline", 0.5},
                         {"preference_accuracy.candidate", 0.6}}));
+  // The engine's results.json: scores under "scores"; the records' numbers are not scores.
+  auto engine = FlattenEvalScores(nlohmann::json::parse(R"({
+      "engine_version": "0.1.0", "scores": {"mmlu": {"acc": 0.2447, "questions": 1140}},
+      "records": {"mmlu": {"batch_size": 4, "limit": 20, "shots": 0}},
+      "gates": [{"gate": "mmlu.acc", "condition": ">= 0.2", "value": 0.2447, "passed": true}]})"));
+  EXPECT_EQ(engine, (std::vector<std::pair<std::string, double>>{{"mmlu.acc", 0.2447},
+                                                                {"mmlu.questions", 1140}}));
   auto gates = EvalGates(in.eval_results["eval"]);
   ASSERT_EQ(gates.size(), 1u);
   EXPECT_EQ(gates[0].name, "mmlu.acc");
