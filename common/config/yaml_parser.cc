@@ -391,6 +391,22 @@ class Converter {
                         align::v1::TrainingConfig::descriptor()->FindFieldByName(key) != nullptr) {
                       hint = absl::StrCat(key, " is a training setting; it belongs under the "
                                                "stage's training: block, not config:");
+                    } else if (d == align::v1::TrainingConfig::descriptor()) {
+                      // The reverse: a stage-type setting (dpo beta, sft loss_on) under training:.
+                      std::vector<std::string> types;
+                      const auto* oneof = StageSpec::descriptor()->FindOneofByName("config");
+                      for (int i = 0; oneof != nullptr && i < oneof->field_count(); ++i) {
+                        const FieldDescriptor* block = oneof->field(i);
+                        if (block->message_type() != nullptr &&
+                            block->message_type()->FindFieldByName(key) != nullptr) {
+                          types.push_back(block->name());
+                        }
+                      }
+                      if (!types.empty()) {
+                        hint = absl::StrCat(key, " is a ", absl::StrJoin(types, "/"),
+                                            " setting; it belongs under the stage's config: "
+                                            "block, not training:");
+                      }
                     }
                     UnknownKey(c, key_node, child, key, keys, hint);
                     return;

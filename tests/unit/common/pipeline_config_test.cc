@@ -364,6 +364,10 @@ std::vector<BadCase> BadCases() {
        "p.yaml:21:27: spec.stages[2].config.learning_rate: unknown key \"learning_rate\"; "
        "learning_rate is a training setting; it belongs under the stage's training: block, not "
        "config:"},
+      {"config_key_in_training",
+       Edit("training: {learning_rate: \"5e-7\"}", "training: {learning_rate: \"5e-7\", beta: 0.1}"),
+       "p.yaml:20:41: spec.stages[2].training.beta: unknown key \"beta\"; beta is a dpo setting; "
+       "it belongs under the stage's config: block, not training:"},
       {"training_key_on_stage", Edit("      config: {beta: 0.1}\n", "      epochs: 3\n"),
        "p.yaml:21:7: spec.stages[2].epochs: unknown key \"epochs\"; epochs belongs under "
        "training: (stage.training.epochs)"},
