@@ -12,7 +12,7 @@
 #include "common/config/pipeline_config.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
-#include "google/protobuf/util/json_util.h"
+#include "nlohmann/json.hpp"
 
 namespace align::config {
 namespace {
@@ -119,6 +119,41 @@ void EmitMessage(YAML::Emitter& out, const Message& msg) {
   out << YAML::EndMap;
 }
 
+// SpecToYaml's output as JSON. Strings are emitted double-quoted, which yaml-cpp reports with the
+// non-specific tag "!"; the other scalars are numbers, booleans or enum names.
+nlohmann::ordered_json YamlToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::ordered_json out = nlohmann::ordered_json::object();
+      for (const auto& kv : node) out[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::ordered_json out = nlohmann::ordered_json::array();
+      for (const auto& item : node) out.push_back(YamlToJson(item));
+      return out;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string& text = node.Scalar();
+      if (node.Tag() == "!") return text;
+      if (text == "true" || text == "false") return text == "true";
+      int64_t i = 0;
+      if (auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+          ec == std::errc() && p == text.data() + text.size()) {
+        return i;
+      }
+      double d = 0;
+      if (auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+          ec == std::errc() && p == text.data() + text.size()) {
+        return d;
+      }
+      return text;
+    }
+    default:
+      return nullptr;
+  }
+}
+
 }  // namespace
 
 std::string SpecToYaml(const align::v1::PipelineSpec& spec) {
@@ -143,15 +178,13 @@ std::string SpecToYaml(const align::v1::PipelineSpec& spec) {
 }
 
 absl::StatusOr<std::string> SpecToJson(const align::v1::PipelineSpec& spec) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  const auto status = google::protobuf::util::MessageToJsonString(spec, &json, options);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("cannot print the spec as JSON: ", status.ToString()));
+  // The YAML form converted node by node, so the JSON is in the schema the parser reads
+  // (apiVersion/kind/metadata/spec, lower-case enums, `config:`) and reads back as the same spec.
+  try {
+    return YamlToJson(YAML::Load(SpecToYaml(spec))).dump(2) + "\n";
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot print the spec as JSON: ", e.what()));
   }
-  return json;
 }
 
 }  // namespace align::config

@@ -129,7 +129,7 @@ std::optional<align::v1::StageType> ParseStageType(absl::string_view name);
 //! the result gives back an equal proto.
 std::string SpecToYaml(const align::v1::PipelineSpec& spec);
 
-//! The spec as JSON (proto field names, i.e. the YAML keys of each message).
+//! The spec as JSON in the same schema as SpecToYaml (JSON is YAML: the parser reads it back).
 absl::StatusOr<std::string> SpecToJson(const align::v1::PipelineSpec& spec);
 
 }  // namespace align::config

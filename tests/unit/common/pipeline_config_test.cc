@@ -194,12 +194,19 @@ TEST(PipelineYaml, RoundTripYamlProtoYamlProto) {
   EXPECT_EQ(SpecToYaml(second), yaml);
 }
 
-TEST(PipelineYaml, JsonUsesProtoFieldNames) {
+TEST(PipelineYaml, JsonIsTheSpecSchemaAndReadsBack) {
   ASSERT_OK_AND_ASSIGN(PipelineSpec spec, ParsePipelineYaml(kGood, "p.yaml"));
   ASSERT_OK_AND_ASSIGN(std::string json, SpecToJson(spec));
-  EXPECT_THAT(json, HasSubstr("\"learning_rate\""));
-  EXPECT_THAT(json, HasSubstr("\"type\": \"DPO\""));
-  EXPECT_THAT(json, HasSubstr("\"api_version\": \"align/v1\""));
+  EXPECT_THAT(json, HasSubstr("\"learning_rate\": 1e-05"));
+  EXPECT_THAT(json, HasSubstr("\"type\": \"dpo\""));
+  EXPECT_THAT(json, HasSubstr("\"apiVersion\": \"align/v1\""));
+  EXPECT_THAT(json, HasSubstr("\"beta\": 0.1"));
+  // `validate -o json` output is a valid spec: it parses back to the same proto.
+  ASSERT_OK_AND_ASSIGN(PipelineSpec back, ParsePipelineYaml(json, "normalized.json"));
+  std::string diff;
+  google::protobuf::util::MessageDifferencer differencer;
+  differencer.ReportDifferencesToString(&diff);
+  EXPECT_TRUE(differencer.Compare(spec, back)) << diff << "\n" << json;
 }
 
 // ---------------------------------------------------------------------------------------------
