@@ -102,7 +102,7 @@ TEST(JobFileContract, EveryFieldTheWorkerCanWriteIsKnownToTheEngine) {
     ASSERT_NE(oneof, nullptr);
     const auto* block = job.stage().GetReflection()->GetOneofFieldDescriptor(job.stage(), oneof);
     ASSERT_NE(block, nullptr);
-    v1::StageType type;
+    v1::StageType type = v1::STAGE_TYPE_UNSPECIFIED;
     ASSERT_TRUE(v1::StageType_Parse(absl::AsciiStrToUpper(block->name()), &type)) << block->name();
     job.mutable_stage()->set_type(type);
     std::string json;
