@@ -204,11 +204,12 @@ std::string RenderStageProgress(const align::v1::StageStatus& stage, int name_wi
     std::string bar(filled, '#');
     bar.append(bar_width - filled, '.');
     int64_t step = done ? p.total_steps() : p.step();
-    absl::StrAppend(&line, " [", bar, "] ", step, "/", p.total_steps());
-    // Training bars count steps; other work (eval suites) says what it counts.
-    if (!p.phase().empty() && p.phase() != "train" && p.phase() != "done" && !done) {
-      absl::StrAppend(&line, " ", p.phase());
-    }
+    // Training bars count steps; other work (eval suites) says what it counts, and once the stage
+    // is done its last phase's count (say the last suite's 40/40) would misread as the stage's.
+    const bool phase_count = !p.phase().empty() && p.phase() != "train" && p.phase() != "done";
+    absl::StrAppend(&line, " [", bar, "]");
+    if (!(done && phase_count)) absl::StrAppend(&line, " ", step, "/", p.total_steps());
+    if (phase_count && !done) absl::StrAppend(&line, " ", p.phase());
     if (auto it = p.metrics().find("loss"); it != p.metrics().end()) {
       absl::StrAppend(&line, "  loss ", FormatMetric(it->second));
     }

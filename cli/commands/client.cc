@@ -316,7 +316,9 @@ void RegisterLogs(CLI::App& app) {
     request.set_follow(o->follow);
     request.set_tail(o->tail);
     const bool prefix = o->stage.empty() || o->rank < 0;
+    int64_t lines = 0;
     absl::Status s = (*client)->Logs(request, [&](const align::v1::LogLine& line) {
+      ++lines;
       if (prefix) {
         std::printf("[%s/%d] %s\n", line.stage().c_str(), line.rank(), line.text().c_str());
       } else {
@@ -326,6 +328,8 @@ void RegisterLogs(CLI::App& app) {
       return true;
     });
     if (!s.ok()) return Fail(s);
+    // Say so on stderr, so a script reading stdout still gets nothing.
+    if (lines == 0) std::fprintf(stderr, "alignctl: no log lines stored for %s yet\n", o->pipeline.c_str());
   });
 }
 

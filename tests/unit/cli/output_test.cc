@@ -72,6 +72,12 @@ TEST(OutputTest, StageProgressLine) {
   e.mutable_progress()->set_total_steps(1140);
   e.mutable_progress()->set_eta_seconds(28);
   EXPECT_EQ(RenderStageProgress(e, 4, 8), "eval  running    [##......] 300/1140 eval mmlu  ETA 28s");
+  // Done: a full bar, without the last suite's count.
+  e.set_state(align::v1::STAGE_SUCCEEDED);
+  e.mutable_progress()->set_phase("eval preference_accuracy candidate");
+  e.mutable_progress()->set_step(40);
+  e.mutable_progress()->set_total_steps(40);
+  EXPECT_EQ(RenderStageProgress(e, 4, 8), "eval  succeeded  [########]");
   align::v1::StageStatus q;
   q.set_name("dpo");
   q.set_state(align::v1::STAGE_QUEUED);
