@@ -507,9 +507,7 @@ absl::StatusOr<std::pair<std::string, std::string>> WriteReport(CoordinatorClien
 }
 
 void Fail(const absl::Status& status) {
-  std::string msg(status.message());
-  std::fprintf(stderr, "alignctl: error: %s\n", msg.c_str());
-  std::fflush(stderr);
+  PrintError(status.message());
   ExitCode() = 1;
 }
 

@@ -4,10 +4,15 @@
 
 #include <CLI/CLI.hpp>
 
+#include "absl/strings/string_view.h"
+
 namespace align::cli {
 
 //! Set by the verb's callback: alignctl's exit code.
 int& ExitCode();
+
+//! Writes "alignctl: error: MESSAGE" on stderr: every verb's one-line failure (docs/cli.md).
+void PrintError(absl::string_view message);
 
 void RegisterValidateCommand(CLI::App& app);   // validate (pipeline spec)
 void RegisterTokenizerCommands(CLI::App& app); // tokenize, template render|mask

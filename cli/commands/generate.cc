@@ -89,19 +89,19 @@ absl::StatusOr<std::vector<Request>> ReadRequests(const GenerateFlags& f) {
 int RunGenerate(const GenerateFlags& f) {
   model::SetComputeThreads(f.threads);
   if (std::error_code ec; !std::filesystem::is_directory(f.model_dir, ec)) {
-    std::cerr << "alignctl: error: generate: " << f.model_dir
-              << ": no such model directory (a Hugging Face directory with config.json and "
-                 "model.safetensors)\n";
+    PrintError(absl::StrCat("generate: ", f.model_dir,
+                            ": no such model directory (a Hugging Face directory with "
+                            "config.json and model.safetensors)"));
     return 1;
   }
   auto tokenizer = align::engine::Tokenizer::Load(f.model_dir);
   if (!tokenizer.ok()) {
-    std::cerr << "alignctl: error: generate: " << tokenizer.status().message() << "\n";
+    PrintError(absl::StrCat("generate: ", tokenizer.status().message()));
     return 1;
   }
   auto requests = ReadRequests(f);
   if (!requests.ok()) {
-    std::cerr << "alignctl: error: generate: " << requests.status().message() << "\n";
+    PrintError(absl::StrCat("generate: ", requests.status().message()));
     return 1;
   }
   std::optional<align::engine::ChatTemplate> chat_template;
@@ -111,12 +111,12 @@ int RunGenerate(const GenerateFlags& f) {
       if (!chat_template) {
         auto source = align::engine::ResolveChatTemplate(f.chat_template, **tokenizer);
         if (!source.ok()) {
-          std::cerr << "alignctl: error: generate: " << source.status().message() << "\n";
+          PrintError(absl::StrCat("generate: ", source.status().message()));
           return 1;
         }
         auto parsed = align::engine::ChatTemplate::Parse(*source);
         if (!parsed.ok()) {
-          std::cerr << "alignctl: error: generate: chat template: " << parsed.status().message() << "\n";
+          PrintError(absl::StrCat("generate: chat template: ", parsed.status().message()));
           return 1;
         }
         chat_template = std::move(*parsed);
@@ -124,7 +124,7 @@ int RunGenerate(const GenerateFlags& f) {
       auto text = chat_template->Render(r.messages, /*add_generation_prompt=*/true,
                                         align::engine::TemplateVarsFor(**tokenizer));
       if (!text.ok()) {
-        std::cerr << "alignctl: error: generate: chat template: " << text.status().message() << "\n";
+        PrintError(absl::StrCat("generate: chat template: ", text.status().message()));
         return 1;
       }
       // The template writes BOS itself, as Hugging Face's apply_chat_template assumes.
@@ -138,7 +138,7 @@ int RunGenerate(const GenerateFlags& f) {
   lo.device = model::DefaultDevice();
   auto lm = model::CausalLM::Load(f.model_dir, lo);
   if (!lm.ok()) {
-    std::cerr << "alignctl: error: generate: " << lm.status().message() << "\n";
+    PrintError(absl::StrCat("generate: ", lm.status().message()));
     return 1;
   }
   model::GenerateOptions o;
@@ -154,7 +154,7 @@ int RunGenerate(const GenerateFlags& f) {
   if ((*lm)->generation_config().eos_token_ids.empty() && tok.eos_id()) o.eos_ids = {*tok.eos_id()};
   auto results = model::Generate(**lm, prompts, o);
   if (!results.ok()) {
-    std::cerr << "alignctl: error: generate: " << results.status().message() << "\n";
+    PrintError(absl::StrCat("generate: ", results.status().message()));
     return 1;
   }
   for (const auto& r : *results) {
@@ -204,7 +204,7 @@ void RegisterGenerateCommand(CLI::App& app) {
   cmd->add_flag("--json", f->json, "print {\"ids\":[...],\"text\":...} per prompt");
   cmd->callback([f] {
     if (f->prompt.empty() && f->input.empty()) {
-      std::cerr << "alignctl: error: generate: give --prompt or --input\n";
+      PrintError("generate: give --prompt or --input");
       ExitCode() = 2;
       return;
     }

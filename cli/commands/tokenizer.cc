@@ -47,7 +47,7 @@ std::string IdsJson(const std::vector<int32_t>& ids) { return json{{"ids", ids}}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
   auto tok = Tokenizer::Load(path);
-  if (!tok.ok()) std::cerr << "alignctl: error: " << tok.status().message() << "\n";
+  if (!tok.ok()) PrintError(tok.status().message());
   return tok;
 }
 
@@ -61,7 +61,7 @@ int RunTokenize(const TokenizeOptions& o) {
   }
   std::ifstream in(o.input);
   if (!in) {
-    std::cerr << "alignctl: error: cannot open " << o.input << "\n";
+    PrintError(absl::StrCat("cannot open ", o.input));
     return 1;
   }
   int rc = 0;
@@ -109,25 +109,25 @@ ordered_json VarsFor(const Tokenizer& tok, const ordered_json& doc) {
 
 int RunRender(const TemplateOptions& o) {
   if (o.messages.empty() == o.input.empty()) {
-    std::cerr << "alignctl: error: give exactly one of --messages FILE.json or --input FILE.jsonl\n";
+    PrintError("give exactly one of --messages FILE.json or --input FILE.jsonl");
     return 2;
   }
   auto tok = LoadTokenizer(o.tokenizer);
   if (!tok.ok()) return 1;
   auto tmpl = LoadTemplate(o, **tok);
   if (!tmpl.ok()) {
-    std::cerr << "alignctl: error: " << tmpl.status().message() << "\n";
+    PrintError(tmpl.status().message());
     return 1;
   }
   if (!o.messages.empty()) {
     auto doc = ReadMessages(o.messages);
     if (!doc.ok()) {
-      std::cerr << "alignctl: error: " << doc.status().message() << "\n";
+      PrintError(doc.status().message());
       return 1;
     }
     auto r = tmpl->RenderOrdered((*doc)["messages"], o.add_generation_prompt, VarsFor(**tok, *doc));
     if (!r.ok()) {
-      std::cerr << "alignctl: error: " << r.status().message() << "\n";
+      PrintError(r.status().message());
       return 1;
     }
     std::cout << r->text;
@@ -136,7 +136,7 @@ int RunRender(const TemplateOptions& o) {
   }
   std::ifstream in(o.input);
   if (!in) {
-    std::cerr << "alignctl: error: cannot open " << o.input << "\n";
+    PrintError(absl::StrCat("cannot open ", o.input));
     return 1;
   }
   int rc = 0;
@@ -166,19 +166,19 @@ int RunRender(const TemplateOptions& o) {
 
 int RunMask(const TemplateOptions& o) {
   if (o.messages.empty()) {
-    std::cerr << "alignctl: error: --messages FILE.json is required\n";
+    PrintError("--messages FILE.json is required");
     return 2;
   }
   auto tok = LoadTokenizer(o.tokenizer);
   if (!tok.ok()) return 1;
   auto tmpl = LoadTemplate(o, **tok);
   if (!tmpl.ok()) {
-    std::cerr << "alignctl: error: " << tmpl.status().message() << "\n";
+    PrintError(tmpl.status().message());
     return 1;
   }
   auto doc = ReadMessages(o.messages);
   if (!doc.ok()) {
-    std::cerr << "alignctl: error: " << doc.status().message() << "\n";
+    PrintError(doc.status().message());
     return 1;
   }
   engine::ChatEncodeOptions options;
@@ -187,7 +187,7 @@ int RunMask(const TemplateOptions& o) {
   options.extra_vars = json::parse(VarsFor(**tok, *doc).dump());
   auto chat = engine::EncodeChatWithMask(**tok, *tmpl, json::parse((*doc)["messages"].dump()), options);
   if (!chat.ok()) {
-    std::cerr << "alignctl: error: " << chat.status().message() << "\n";
+    PrintError(chat.status().message());
     return 1;
   }
   size_t trained = 0;
@@ -247,7 +247,7 @@ void RegisterTokenizerCommands(CLI::App& app) {
                      "matched)");
   tokenize->callback([tk, tokenize] {
     if (tk->text.empty() && tk->input.empty() && tokenize->count("--text") == 0) {
-      std::cerr << "alignctl: error: tokenize: give --text STR or --input FILE.jsonl\n";
+      PrintError("tokenize: give --text STR or --input FILE.jsonl");
       ExitCode() = 2;
       return;
     }

@@ -31,14 +31,14 @@ absl::StatusOr<v1::PipelineSpec> Load(const ValidateOptions& options) {
 int RunValidate(const ValidateOptions& options) {
   auto spec = Load(options);
   if (!spec.ok()) {
-    std::cerr << "alignctl: error: " << spec.status().message() << "\n";
+    PrintError(spec.status().message());
     return 1;
   }
   std::string text;
   if (options.output == "json") {
     auto json = config::SpecToJson(*spec);
     if (!json.ok()) {
-      std::cerr << "alignctl: error: " << json.status().message() << "\n";
+      PrintError(json.status().message());
       return 1;
     }
     text = *json + "\n";

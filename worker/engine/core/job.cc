@@ -36,16 +36,26 @@ int EnvInt(const char* name, int fallback) {
   return std::atoi(v);
 }
 
-
 // ---- the TrainJob schema ---------------------------------------------------------------------
 // proto/align/v1/job.proto and pipeline.proto as the worker writes them (proto3 JSON with the
 // original field names, int64 as strings). ParseJob checks the file against it so that a
 // misspelt key or a value of the wrong type is a bad job (exit 2), not a silent default. Keep it
 // in step with the .proto files; a field the worker writes and this table lacks fails every job
-// (JobTest.RealWorkerJobsLoad catches that).
+// (JobFileContract in tests/unit/cli sets every proto field and catches that).
 
-enum class Kind { kString, kBool, kInt32, kInt64, kUInt64, kDouble, kEnum, kMessage, kRepeatedMessage,
-                  kRepeatedString, kStringMap };
+enum class Kind {
+  kString,
+  kBool,
+  kInt32,
+  kInt64,
+  kUInt64,
+  kDouble,
+  kEnum,
+  kMessage,
+  kRepeatedMessage,
+  kRepeatedString,
+  kStringMap
+};
 //! The sign rule of common/config/validation.cc for the field. proto3 JSON cannot tell an
 //! explicit 0 from an absent field, so 0 passes either way (the engine reads it as the default).
 enum class Sign { kAny, kNonNegative, kPositive };
@@ -76,14 +86,22 @@ struct Message {
 
 Field Str(std::string name) { return {std::move(name), Kind::kString}; }
 Field Bool(std::string name) { return {std::move(name), Kind::kBool}; }
-Field I32(std::string name, Sign sign = Sign::kAny) { return {std::move(name), Kind::kInt32, sign}; }
-Field I64(std::string name, Sign sign = Sign::kAny) { return {std::move(name), Kind::kInt64, sign}; }
+Field I32(std::string name, Sign sign = Sign::kAny) {
+  return {std::move(name), Kind::kInt32, sign};
+}
+Field I64(std::string name, Sign sign = Sign::kAny) {
+  return {std::move(name), Kind::kInt64, sign};
+}
 Field U64(std::string name) { return {std::move(name), Kind::kUInt64}; }
-Field Dbl(std::string name, Sign sign = Sign::kAny) { return {std::move(name), Kind::kDouble, sign}; }
+Field Dbl(std::string name, Sign sign = Sign::kAny) {
+  return {std::move(name), Kind::kDouble, sign};
+}
 Field Enum(std::string name, std::vector<std::string> values) {
   return {std::move(name), Kind::kEnum, Sign::kAny, nullptr, std::move(values)};
 }
-Field Msg(std::string name, const Message* m) { return {std::move(name), Kind::kMessage, Sign::kAny, m}; }
+Field Msg(std::string name, const Message* m) {
+  return {std::move(name), Kind::kMessage, Sign::kAny, m};
+}
 Field Msgs(std::string name, const Message* m) {
   return {std::move(name), Kind::kRepeatedMessage, Sign::kAny, m};
 }
@@ -96,62 +114,92 @@ constexpr Sign kPos = Sign::kPositive;
 const Message& TrainJobSchema() {
   static const Message* job = [] {
     const std::string pipeline = " (proto/align/v1/pipeline.proto)";
-    auto* data = new Message{"DataSource" + pipeline,
-        {Str("path"),
-         Enum("format", {"DATA_FORMAT_UNSPECIFIED", "TEXT", "MESSAGES", "PROMPT_COMPLETION", "PREFERENCE",
-                         "IMPLICIT_PREFERENCE", "HH_RLHF", "OASST_TREE", "ULTRAFEEDBACK"}),
-         Dbl("weight", kPos), Str("sha256"), I64("max_examples", kNonNeg),
-         Enum("on_bad_line", {"ON_BAD_LINE_UNSPECIFIED", "FAIL", "SKIP"}), Str("language"), Str("split")}};
-    auto* resources = new Message{"Resources" + pipeline,
+    auto* data =
+        new Message{"DataSource" + pipeline,
+                    {Str("path"),
+                     Enum("format", {"DATA_FORMAT_UNSPECIFIED", "TEXT", "MESSAGES",
+                                     "PROMPT_COMPLETION", "PREFERENCE", "IMPLICIT_PREFERENCE",
+                                     "HH_RLHF", "OASST_TREE", "ULTRAFEEDBACK"}),
+                     Dbl("weight", kPos), Str("sha256"), I64("max_examples", kNonNeg),
+                     Enum("on_bad_line", {"ON_BAD_LINE_UNSPECIFIED", "FAIL", "SKIP"}),
+                     Str("language"), Str("split")}};
+    auto* resources = new Message{
+        "Resources" + pipeline,
         {I32("ranks", kPos), I32("gpus_per_rank", kNonNeg), Bool("cpu_only_allowed"),
          I32("cpus_per_rank", kPos), I64("memory_mb", kNonNeg), StrMap("node_selector")}};
-    auto* retry = new Message{"RetryPolicy" + pipeline,
-        {I32("max_infra_retries", kNonNeg), I32("max_user_retries", kNonNeg),
-         Dbl("backoff_initial_seconds", kNonNeg), Dbl("backoff_max_seconds", kPos)}};
-    auto* training = new Message{"TrainingConfig" + pipeline,
-        {Dbl("learning_rate", kPos), I32("epochs", kPos), I64("max_steps", kNonNeg),
-         I32("batch_size", kPos), I32("gradient_accumulation_steps", kPos), I32("max_length", kPos),
+    auto* retry =
+        new Message{"RetryPolicy" + pipeline,
+                    {I32("max_infra_retries", kNonNeg), I32("max_user_retries", kNonNeg),
+                     Dbl("backoff_initial_seconds", kNonNeg), Dbl("backoff_max_seconds", kPos)}};
+    auto* training = new Message{
+        "TrainingConfig" + pipeline,
+        {Dbl("learning_rate", kPos),
+         I32("epochs", kPos),
+         I64("max_steps", kNonNeg),
+         I32("batch_size", kPos),
+         I32("gradient_accumulation_steps", kPos),
+         I32("max_length", kPos),
          Enum("lr_scheduler", {"LR_SCHEDULER_UNSPECIFIED", "LINEAR", "COSINE", "CONSTANT"}),
-         Dbl("warmup_ratio"), I64("warmup_steps", kNonNeg), Dbl("weight_decay", kNonNeg),
-         Dbl("adam_beta1"), Dbl("adam_beta2"), Dbl("adam_epsilon", kPos), Dbl("max_grad_norm", kNonNeg),
-         I64("save_steps", kNonNeg), I32("save_total_limit", kNonNeg), I64("logging_steps", kPos),
-         I64("eval_steps", kNonNeg), Dbl("eval_fraction"), Bool("gradient_checkpointing"),
+         Dbl("warmup_ratio"),
+         I64("warmup_steps", kNonNeg),
+         Dbl("weight_decay", kNonNeg),
+         Dbl("adam_beta1"),
+         Dbl("adam_beta2"),
+         Dbl("adam_epsilon", kPos),
+         Dbl("max_grad_norm", kNonNeg),
+         I64("save_steps", kNonNeg),
+         I32("save_total_limit", kNonNeg),
+         I64("logging_steps", kPos),
+         I64("eval_steps", kNonNeg),
+         Dbl("eval_fraction"),
+         Bool("gradient_checkpointing"),
          Enum("truncation_side", {"TRUNCATION_SIDE_UNSPECIFIED", "RIGHT", "LEFT"})}};
-    auto* sft = new Message{"SftConfig" + pipeline,
-        {Enum("loss_on", {"LOSS_ON_UNSPECIFIED", "ASSISTANT", "COMPLETION", "ALL"}), Bool("packing")}};
-    auto* prefs = new Message{"PreferenceFormatConfig" + pipeline,
-        {Dbl("test_fraction"), I64("max_pairs", kNonNeg), Bool("drop_identical")}};
+    auto* sft =
+        new Message{"SftConfig" + pipeline,
+                    {Enum("loss_on", {"LOSS_ON_UNSPECIFIED", "ASSISTANT", "COMPLETION", "ALL"}),
+                     Bool("packing")}};
+    auto* prefs =
+        new Message{"PreferenceFormatConfig" + pipeline,
+                    {Dbl("test_fraction"), I64("max_pairs", kNonNeg), Bool("drop_identical")}};
     auto* rm = new Message{"RewardModelConfig" + pipeline, {Dbl("center_rewards_coefficient")}};
-    auto* dpo = new Message{"DpoConfig" + pipeline,
+    auto* dpo = new Message{
+        "DpoConfig" + pipeline,
         {Dbl("beta", kPos),
-         Enum("loss_type", {"DPO_LOSS_TYPE_UNSPECIFIED", "SIGMOID", "IPO", "HINGE", "ROBUST", "SIMPO", "ORPO"}),
+         Enum("loss_type",
+              {"DPO_LOSS_TYPE_UNSPECIFIED", "SIGMOID", "IPO", "HINGE", "ROBUST", "SIMPO", "ORPO"}),
          Dbl("label_smoothing"), Dbl("sft_weight", kNonNeg), Bool("precompute_ref_log_probs"),
          Str("reference_model"), Dbl("simpo_gamma", kNonNeg), I32("max_prompt_length", kNonNeg)}};
-    auto* ppo = new Message{"PpoConfig" + pipeline,
-        {Str("reward_model"), Dbl("kl_coef", kNonNeg), Dbl("cliprange", kPos), Dbl("cliprange_value", kPos),
-         Dbl("vf_coef", kNonNeg), I32("num_ppo_epochs", kPos), I32("response_length", kPos),
-         Dbl("temperature", kPos)}};
-    auto* judge = new Message{"JudgeConfig" + pipeline,
-        {Str("model"), Str("endpoint"), Str("endpoint_model"), Str("api_key_env"), I32("max_tokens", kPos),
-         Dbl("timeout_seconds", kNonNeg)}};
-    auto* eval = new Message{"EvalConfig" + pipeline,
+    auto* ppo = new Message{
+        "PpoConfig" + pipeline,
+        {Str("reward_model"), Dbl("kl_coef", kNonNeg), Dbl("cliprange", kPos),
+         Dbl("cliprange_value", kPos), Dbl("vf_coef", kNonNeg), I32("num_ppo_epochs", kPos),
+         I32("response_length", kPos), Dbl("temperature", kPos)}};
+    auto* judge =
+        new Message{"JudgeConfig" + pipeline,
+                    {Str("model"), Str("endpoint"), Str("endpoint_model"), Str("api_key_env"),
+                     I32("max_tokens", kPos), Dbl("timeout_seconds", kNonNeg)}};
+    auto* eval = new Message{
+        "EvalConfig" + pipeline,
         {Strs("suites"), I32("mmlu_shots", kNonNeg), Strs("mmlu_subjects"), I64("limit", kNonNeg),
          StrMap("gates"), Msg("judge", judge), I32("batch_size", kPos), I32("max_new_tokens", kPos),
          Strs("mt_bench_categories")}};
     // stage.type's value is checked by the runner (an unknown type is a failed stage with events).
-    auto* stage = new Message{"StageSpec" + pipeline,
+    auto* stage = new Message{
+        "StageSpec" + pipeline,
         {Str("name"), Enum("type", {}), Strs("depends_on"), Str("model"), StrMap("models"),
-         Msgs("data", data), Msg("resources", resources), Msg("retry", retry), Msg("training", training),
-         Str("tokenizer"), Str("chat_template"), I64("timeout_seconds", kNonNeg), Msg("sft", sft),
-         Msg("preference_format", prefs), Msg("reward_model", rm), Msg("dpo", dpo), Msg("ppo", ppo),
-         Msg("eval", eval)}};
-    auto* defaults = new Message{"Defaults" + pipeline,
+         Msgs("data", data), Msg("resources", resources), Msg("retry", retry),
+         Msg("training", training), Str("tokenizer"), Str("chat_template"),
+         I64("timeout_seconds", kNonNeg), Msg("sft", sft), Msg("preference_format", prefs),
+         Msg("reward_model", rm), Msg("dpo", dpo), Msg("ppo", ppo), Msg("eval", eval)}};
+    auto* defaults = new Message{
+        "Defaults" + pipeline,
         {Str("model"), Str("tokenizer"), Str("chat_template"), U64("seed"),
          Enum("precision", {"PRECISION_UNSPECIFIED", "FP32", "BF16", "FP16"}), Str("output_dir")}};
-    return new Message{"TrainJob (proto/align/v1/job.proto)",
+    return new Message{
+        "TrainJob (proto/align/v1/job.proto)",
         {Str("pipeline_id"), Str("attempt_id"), Msg("stage", stage), Msg("defaults", defaults),
-         StrMap("inputs"), Str("output_dir"), Str("work_dir"), Str("resume_from"), Str("events_path"),
-         Str("data_dir"), I32("threads", kNonNeg)}};
+         StrMap("inputs"), Str("output_dir"), Str("work_dir"), Str("resume_from"),
+         Str("events_path"), Str("data_dir"), I32("threads", kNonNeg)}};
   }();
   return *job;
 }
@@ -206,8 +254,7 @@ absl::Status CheckNumber(const nlohmann::json& v, const Field& f, const std::str
     if (!padded && absl::SimpleAtoi(s, &i)) {
       d = static_cast<double>(i);
       exact_int = true;
-    } else if (padded || !absl::SimpleAtod(s, &d) ||
-               (integer && !std::isfinite(d))) {
+    } else if (padded || !absl::SimpleAtod(s, &d) || (integer && !std::isfinite(d))) {
       return FieldError(path, absl::StrCat(expected, ", got ", Shown(v)));
     }
   } else {
@@ -217,8 +264,8 @@ absl::Status CheckNumber(const nlohmann::json& v, const Field& f, const std::str
     if (!exact_int && (!std::isfinite(d) || d != std::floor(d))) {
       return FieldError(path, absl::StrCat(expected, ", got ", Shown(v)));
     }
-    if (f.kind == Kind::kInt32 && (d < std::numeric_limits<int32_t>::min() ||
-                                   d > std::numeric_limits<int32_t>::max())) {
+    if (f.kind == Kind::kInt32 &&
+        (d < std::numeric_limits<int32_t>::min() || d > std::numeric_limits<int32_t>::max())) {
       return FieldError(path, absl::StrCat("expected a 32-bit integer, got ", Shown(v)));
     }
     if (f.kind == Kind::kUInt64 && d < 0) {
@@ -240,10 +287,12 @@ absl::Status CheckValue(const nlohmann::json& v, const Field& f, const std::stri
   if (v.is_null()) return absl::OkStatus();  // proto3 JSON: null is the default
   switch (f.kind) {
     case Kind::kString:
-      if (!v.is_string()) return FieldError(path, absl::StrCat("expected a string, got ", Shown(v)));
+      if (!v.is_string())
+        return FieldError(path, absl::StrCat("expected a string, got ", Shown(v)));
       return absl::OkStatus();
     case Kind::kBool:
-      if (!v.is_boolean()) return FieldError(path, absl::StrCat("expected true or false, got ", Shown(v)));
+      if (!v.is_boolean())
+        return FieldError(path, absl::StrCat("expected true or false, got ", Shown(v)));
       return absl::OkStatus();
     case Kind::kInt32:
     case Kind::kInt64:
@@ -251,22 +300,25 @@ absl::Status CheckValue(const nlohmann::json& v, const Field& f, const std::stri
     case Kind::kDouble:
       return CheckNumber(v, f, path);
     case Kind::kEnum: {
-      const std::string names =
-          f.values.empty() ? std::string("a name") : absl::StrCat("one of ", absl::StrJoin(f.values, ", "));
-      if (!v.is_string()) return FieldError(path, absl::StrCat("expected ", names, ", got ", Shown(v)));
+      const std::string names = f.values.empty()
+                                    ? std::string("a name")
+                                    : absl::StrCat("one of ", absl::StrJoin(f.values, ", "));
+      if (!v.is_string())
+        return FieldError(path, absl::StrCat("expected ", names, ", got ", Shown(v)));
       if (f.values.empty()) return absl::OkStatus();
       // Case-insensitive, as the readers of these values are.
-      std::string upper = v.get<std::string>();
-      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const std::string upper = absl::AsciiStrToUpper(v.get<std::string>());
       for (const std::string& name : f.values) {
         if (name == upper) return absl::OkStatus();
       }
       std::vector<std::string> lower;
       for (const std::string& name : f.values) lower.push_back(Lower(name));
       const std::string near = NearestMatch(v.get<std::string>(), lower);
-      return FieldError(path, absl::StrCat("expected ", names, ", got ", Shown(v),
-                                           near.empty() ? "" : absl::StrCat("; did you mean ",
-                                                                            absl::AsciiStrToUpper(near), "?")));
+      return FieldError(
+          path, absl::StrCat("expected ", names, ", got ", Shown(v),
+                             near.empty() ? ""
+                                          : absl::StrCat("; did you mean ",
+                                                         absl::AsciiStrToUpper(near), "?")));
     }
     case Kind::kMessage:
       return CheckMessage(v, *f.message, path);
@@ -300,7 +352,8 @@ absl::Status CheckValue(const nlohmann::json& v, const Field& f, const std::stri
 }
 
 absl::Status CheckMessage(const nlohmann::json& obj, const Message& m, const std::string& path) {
-  if (!obj.is_object()) return FieldError(path, absl::StrCat("expected an object, got ", Shown(obj)));
+  if (!obj.is_object())
+    return FieldError(path, absl::StrCat("expected an object, got ", Shown(obj)));
   for (auto& [key, value] : obj.items()) {
     const std::string field_path = path.empty() ? key : absl::StrCat(path, ".", key);
     const Field* f = m.Find(key);
@@ -444,8 +497,9 @@ absl::StatusOr<JobSpec> ParseJob(const std::string& json_text, const std::string
     for (const std::string& key : kConfigs) {
       if (key != job.stage_type && job.stage.contains(key)) {
         return absl::InvalidArgumentError(absl::StrCat(
-            source, ": stage.", key, ": stage.type is ", job.stage_type, ", which reads its settings from stage.",
-            job.stage_type, "; move them there or set stage.type to ", absl::AsciiStrToUpper(key)));
+            source, ": stage.", key, ": stage.type is ", job.stage_type,
+            ", which reads its settings from stage.", job.stage_type,
+            "; move them there or set stage.type to ", absl::AsciiStrToUpper(key)));
       }
     }
   }

@@ -339,7 +339,9 @@ absl::StatusOr<std::string> ResolveDataFile(const std::string& path, const std::
     }
     return absl::NotFoundError(absl::StrCat(
         path, ": no such file",
-        relative.empty() ? "" : absl::StrCat(" (looked for ", fs::absolute(local, ec).lexically_normal().string(), ")"),
+        relative.empty()
+            ? ""
+            : absl::StrCat(" (looked for ", fs::absolute(local, ec).lexically_normal().string(), ")"),
         relative.empty() ? "" : "; set ALIGN_DATA_DIR to the data directory or use an http(s) URL with its sha256"));
   }
   if (!sha256.empty() && fs::is_regular_file(local, ec)) {
